@@ -1,0 +1,229 @@
+//! Scalar kernel for dilated causal convolution stacks (TCN and GCN, see [`ConvNet`]).
+//!
+//! Each block keeps its input history: a channel-major buffer whose first `history` samples per
+//! channel are the end of the previous block and whose rest receives the new block. After the
+//! block the last `history` samples move to the front.
+
+use super::recurrent::dot;
+use super::{sigmoid, Kernel};
+use crate::model::{Activation, ConvNet, ModelFile};
+
+struct Block {
+    c_in: usize,
+    kernel_size: usize,
+    dilation: usize,
+    /// `(kernel_size - 1) * dilation`: past samples each output needs.
+    history: usize,
+    /// `[M*C, c_in, kernel_size]`.
+    conv_w: Vec<f32>,
+    conv_b: Vec<f32>,
+    /// `[C, c_in]`.
+    res_w: Vec<f32>,
+    /// FiLM scale and shift of the conv output, `[M*C]` each; 1 and 0 without knobs.
+    film_scale: Vec<f32>,
+    film_shift: Vec<f32>,
+    /// Input history plus block, channel-major with stride `history + max_block`.
+    input: Vec<f32>,
+    /// Conv output for one block, `[M*C, max_block]`.
+    z: Vec<f32>,
+}
+
+struct Film {
+    hidden: usize,
+    /// `[F, K]`, `[F]`, `[out, F]`, `[out]`.
+    l1_w: Vec<f32>,
+    l1_b: Vec<f32>,
+    l2_w: Vec<f32>,
+    l2_b: Vec<f32>,
+    /// Hidden activations scratch `[F]` and output scratch `[out]`.
+    h: Vec<f32>,
+    out: Vec<f32>,
+}
+
+pub(super) struct ConvKernel {
+    channels: usize,
+    activation: Activation,
+    skip: bool,
+    max_block: usize,
+    blocks: Vec<Block>,
+    film: Option<Film>,
+    head_w: Vec<f32>,
+    head_b: f32,
+    /// Output of the last block, `[C, max_block]`.
+    last: Vec<f32>,
+}
+
+impl ConvKernel {
+    pub(super) fn new(model: &ModelFile, net: &ConvNet, max_block: usize) -> Self {
+        let m = net.activation.conv_multiplier();
+        let c = net.channels;
+        let blocks = net
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(l, spec)| {
+                let c_in = if l == 0 { 1 } else { c };
+                let history = (spec.kernel_size - 1) * spec.dilation;
+                Block {
+                    c_in,
+                    kernel_size: spec.kernel_size,
+                    dilation: spec.dilation,
+                    history,
+                    conv_w: model.weight(&format!("blocks.{l}.conv.w")).data.clone(),
+                    conv_b: model.weight(&format!("blocks.{l}.conv.b")).data.clone(),
+                    res_w: model.weight(&format!("blocks.{l}.res.w")).data.clone(),
+                    film_scale: vec![1.0; m * c],
+                    film_shift: vec![0.0; m * c],
+                    input: vec![0.0; c_in * (history + max_block)],
+                    z: vec![0.0; m * c * max_block],
+                }
+            })
+            .collect();
+        let film = match (&net.film, model.knobs.is_empty()) {
+            (Some(spec), false) => {
+                let l2_b = model.weight("film.l2.b").data.clone();
+                Some(Film {
+                    hidden: spec.hidden_size,
+                    l1_w: model.weight("film.l1.w").data.clone(),
+                    l1_b: model.weight("film.l1.b").data.clone(),
+                    l2_w: model.weight("film.l2.w").data.clone(),
+                    h: vec![0.0; spec.hidden_size],
+                    out: vec![0.0; l2_b.len()],
+                    l2_b,
+                })
+            }
+            _ => None,
+        };
+        Self {
+            channels: c,
+            activation: net.activation,
+            skip: net.skip,
+            max_block,
+            blocks,
+            film,
+            head_w: model.weight("head.w").data.clone(),
+            head_b: model.weight("head.b").data[0],
+            last: vec![0.0; c * max_block],
+        }
+    }
+}
+
+impl Kernel for ConvKernel {
+    fn set_knobs(&mut self, knobs: &[f32]) {
+        let Some(film) = &mut self.film else {
+            return;
+        };
+        let k = knobs.len();
+        for (j, h) in film.h.iter_mut().enumerate() {
+            *h = (film.l1_b[j] + dot(&film.l1_w[j * k..(j + 1) * k], knobs)).tanh();
+        }
+        let f = film.hidden;
+        for (o, out) in film.out.iter_mut().enumerate() {
+            *out = film.l2_b[o] + dot(&film.l2_w[o * f..(o + 1) * f], &film.h);
+        }
+        let mc = self.channels * self.activation.conv_multiplier();
+        for (l, block) in self.blocks.iter_mut().enumerate() {
+            let base = l * 2 * mc;
+            for ch in 0..mc {
+                block.film_scale[ch] = 1.0 + film.out[base + ch];
+                block.film_shift[ch] = film.out[base + mc + ch];
+            }
+        }
+    }
+
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        let n = input.len();
+        debug_assert!(n <= self.max_block);
+        let c = self.channels;
+        let mc = c * self.activation.conv_multiplier();
+
+        // Feed the audio into the first block's input buffer.
+        {
+            let first = &mut self.blocks[0];
+            let h = first.history;
+            first.input[h..h + n].copy_from_slice(input);
+        }
+
+        for l in 0..self.blocks.len() {
+            let (done, rest) = self.blocks.split_at_mut(l + 1);
+            let block = &mut done[l];
+            let stride = block.history + self.max_block;
+            let hist = block.history;
+
+            // Dilated causal convolution, FiLM applied to its output.
+            for o in 0..mc {
+                let z = &mut block.z[o * self.max_block..o * self.max_block + n];
+                z.fill(block.conv_b[o]);
+                for ci in 0..block.c_in {
+                    let x = &block.input[ci * stride..(ci + 1) * stride];
+                    for tap in 0..block.kernel_size {
+                        let w = block.conv_w[(o * block.c_in + ci) * block.kernel_size + tap];
+                        let start = hist - (block.kernel_size - 1 - tap) * block.dilation;
+                        for (zt, &xt) in z.iter_mut().zip(&x[start..start + n]) {
+                            *zt += w * xt;
+                        }
+                    }
+                }
+                let (scale, shift) = (block.film_scale[o], block.film_shift[o]);
+                for zt in z.iter_mut() {
+                    *zt = *zt * scale + shift;
+                }
+            }
+
+            // Activation plus 1x1 residual, written where the next stage reads it.
+            let mut write = |ch: usize, t: usize, v: f32| match &mut *rest {
+                [nb, ..] => {
+                    let ns = nb.history + self.max_block;
+                    nb.input[ch * ns + nb.history + t] = v;
+                }
+                [] => self.last[ch * self.max_block + t] = v,
+            };
+            for ch in 0..c {
+                for t in 0..n {
+                    let a = match self.activation {
+                        Activation::Tanh => block.z[ch * self.max_block + t].tanh(),
+                        Activation::Gated => {
+                            block.z[ch * self.max_block + t].tanh()
+                                * sigmoid(block.z[(c + ch) * self.max_block + t])
+                        }
+                    };
+                    let mut r = 0.0;
+                    for ci in 0..block.c_in {
+                        r += block.res_w[ch * block.c_in + ci] * block.input[ci * stride + hist + t];
+                    }
+                    write(ch, t, a + r);
+                }
+            }
+
+            // Keep the last `history` input samples for the next call.
+            for ci in 0..block.c_in {
+                let x = &mut block.input[ci * stride..(ci + 1) * stride];
+                x.copy_within(n..n + hist, 0);
+            }
+        }
+
+        // Read-out.
+        for (t, (y, &x)) in output.iter_mut().zip(input).enumerate() {
+            let mut v = self.head_b;
+            for ch in 0..c {
+                v += self.head_w[ch] * self.last[ch * self.max_block + t];
+            }
+            if self.skip {
+                v += x;
+            }
+            *y = v;
+        }
+    }
+
+    fn reset(&mut self) {
+        for block in &mut self.blocks {
+            block.input.fill(0.0);
+        }
+    }
+
+    fn state_is_finite(&self) -> bool {
+        self.blocks
+            .iter()
+            .all(|b| b.input.iter().all(|v| v.is_finite()))
+    }
+}

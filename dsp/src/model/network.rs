@@ -1,0 +1,218 @@
+//! Network descriptions stored in model files, with the weight names and shapes each needs.
+
+use serde::{Deserialize, Serialize};
+
+/// The architecture of a model. Every variant is conditioned on the model's knobs, given to it
+/// as normalised travel in `0..=1` (see [`crate::knob::KnobSpec::normalize`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Network {
+    Recurrent(RecurrentNet),
+    Conv(ConvNet),
+}
+
+/// Recurrent cell type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cell {
+    Lstm,
+    Gru,
+}
+
+impl Cell {
+    /// Number of gates, i.e. rows of the weight matrices per hidden unit.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
+
+/// A single recurrent layer and a linear read-out, conditioned by concatenation: its input at
+/// each sample is `[x, knob_1, ..., knob_K]`.
+///
+/// Weights (PyTorch layout, gates stacked along rows), `G` gates, `H` hidden, `K` knobs:
+/// - `rnn.w_ih [G*H, 1+K]`, `rnn.w_hh [G*H, H]`;
+/// - LSTM: `rnn.b [4H]` (input and recurrent biases summed), gate order i, f, g, o;
+/// - GRU: `rnn.b_ih [3H]`, `rnn.b_hh [3H]`, gate order r, z, n, with
+///   `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`;
+/// - `head.w [1, H]`, `head.b [1]`: `y = head.w · h + head.b (+ x when skip)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecurrentNet {
+    pub cell: Cell,
+    pub hidden_size: usize,
+    /// Adds the input to the output, so the network learns the difference from a wire.
+    pub skip: bool,
+}
+
+/// Convolution block flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Temporal convolutional network block: `tanh(conv(x))`.
+    Tanh,
+    /// Gated convolutional block (WaveNet-style): `tanh(a) * sigmoid(b)` with `a`, `b` the two
+    /// halves of a convolution with twice the channels.
+    Gated,
+}
+
+impl Activation {
+    /// Convolution output channels per block channel.
+    pub fn conv_multiplier(self) -> usize {
+        match self {
+            Activation::Tanh => 1,
+            Activation::Gated => 2,
+        }
+    }
+}
+
+/// One dilated causal convolution block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvBlockSpec {
+    pub kernel_size: usize,
+    pub dilation: usize,
+}
+
+/// Feature-wise linear modulation of every block's convolution output by the knobs, through a
+/// small multilayer perceptron: `knobs -> tanh(W1 k + b1) -> W2 h + b2`, whose output holds,
+/// for each block in turn, `M*C` scale offsets then `M*C` shifts (`M` the conv multiplier).
+/// The scale is `1 + offset`, so a zero network is the identity. Static over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilmSpec {
+    pub hidden_size: usize,
+}
+
+/// A stack of dilated causal convolutions (TCN or, with gated activations, GCN), each with a
+/// 1x1 residual path, and a 1x1 read-out.
+///
+/// Block `l` maps `x_l [C_in, T]` (C_in = 1 for the first block, C after) to
+/// `x_{l+1} = act(film_l(conv_l(x_l))) + res_l · x_l`. Weights, `M` the conv multiplier:
+/// - `blocks.{l}.conv.w [M*C, C_in, kernel]` (tap `kernel-1` is the current sample, tap `j`
+///   is `(kernel-1-j)*dilation` samples in the past), `blocks.{l}.conv.b [M*C]`;
+/// - `blocks.{l}.res.w [C, C_in]`;
+/// - with FiLM and `K > 0` knobs: `film.l1.w [F, K]`, `film.l1.b [F]`,
+///   `film.l2.w [2*M*C*L, F]`, `film.l2.b [2*M*C*L]`;
+/// - `head.w [1, C]`, `head.b [1]`: `y = head.w · x_L + head.b (+ x when skip)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvNet {
+    pub channels: usize,
+    pub activation: Activation,
+    pub blocks: Vec<ConvBlockSpec>,
+    /// Knob conditioning; `None` for a model without knobs.
+    pub film: Option<FilmSpec>,
+    pub skip: bool,
+}
+
+impl ConvNet {
+    /// Samples of input that influence one output sample (1 = memoryless).
+    pub fn receptive_field_samples(&self) -> usize {
+        1 + self
+            .blocks
+            .iter()
+            .map(|b| (b.kernel_size - 1) * b.dilation)
+            .sum::<usize>()
+    }
+}
+
+impl Network {
+    /// Every weight the network reads, with its shape, for a model with `knob_count` knobs.
+    pub fn weight_shapes(&self, knob_count: usize) -> Vec<(String, Vec<usize>)> {
+        let mut shapes = Vec::new();
+        match self {
+            Network::Recurrent(r) => {
+                let gh = r.cell.gates() * r.hidden_size;
+                shapes.push(("rnn.w_ih".into(), vec![gh, 1 + knob_count]));
+                shapes.push(("rnn.w_hh".into(), vec![gh, r.hidden_size]));
+                match r.cell {
+                    Cell::Lstm => shapes.push(("rnn.b".into(), vec![gh])),
+                    Cell::Gru => {
+                        shapes.push(("rnn.b_ih".into(), vec![gh]));
+                        shapes.push(("rnn.b_hh".into(), vec![gh]));
+                    }
+                }
+                shapes.push(("head.w".into(), vec![1, r.hidden_size]));
+            }
+            Network::Conv(c) => {
+                let m = c.activation.conv_multiplier();
+                for (l, block) in c.blocks.iter().enumerate() {
+                    let c_in = if l == 0 { 1 } else { c.channels };
+                    shapes.push((
+                        format!("blocks.{l}.conv.w"),
+                        vec![m * c.channels, c_in, block.kernel_size],
+                    ));
+                    shapes.push((format!("blocks.{l}.conv.b"), vec![m * c.channels]));
+                    shapes.push((format!("blocks.{l}.res.w"), vec![c.channels, c_in]));
+                }
+                if let (Some(film), true) = (&c.film, knob_count > 0) {
+                    let out = 2 * m * c.channels * c.blocks.len();
+                    shapes.push(("film.l1.w".into(), vec![film.hidden_size, knob_count]));
+                    shapes.push(("film.l1.b".into(), vec![film.hidden_size]));
+                    shapes.push(("film.l2.w".into(), vec![out, film.hidden_size]));
+                    shapes.push(("film.l2.b".into(), vec![out]));
+                }
+                shapes.push(("head.w".into(), vec![1, c.channels]));
+            }
+        }
+        shapes.push(("head.b".into(), vec![1]));
+        shapes
+    }
+
+    /// Parameter count for a model with `knob_count` knobs.
+    pub fn parameter_count(&self, knob_count: usize) -> usize {
+        self.weight_shapes(knob_count)
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// Samples of past input an output depends on; `None` for recurrent (unbounded) memory.
+    pub fn receptive_field_samples(&self) -> Option<usize> {
+        match self {
+            Network::Recurrent(_) => None,
+            Network::Conv(c) => Some(c.receptive_field_samples()),
+        }
+    }
+
+    /// Multiply-accumulates per output sample, a rough real-time cost figure.
+    pub fn macs_per_sample(&self, knob_count: usize) -> usize {
+        match self {
+            Network::Recurrent(r) => {
+                let gh = r.cell.gates() * r.hidden_size;
+                gh * (1 + knob_count) + gh * r.hidden_size + r.hidden_size
+            }
+            Network::Conv(c) => {
+                let m = c.activation.conv_multiplier();
+                c.blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(l, b)| {
+                        let c_in = if l == 0 { 1 } else { c.channels };
+                        m * c.channels * c_in * b.kernel_size + c.channels * c_in
+                    })
+                    .sum::<usize>()
+                    + c.channels
+            }
+        }
+    }
+
+    /// Short description, e.g. `LSTM, 32 hidden` or `TCN, 16 ch, 5 blocks, kernel 7`.
+    pub fn describe(&self) -> String {
+        match self {
+            Network::Recurrent(r) => {
+                let cell = match r.cell {
+                    Cell::Lstm => "LSTM",
+                    Cell::Gru => "GRU",
+                };
+                format!("{cell}, {} hidden", r.hidden_size)
+            }
+            Network::Conv(c) => {
+                let kind = match c.activation {
+                    Activation::Tanh => "TCN",
+                    Activation::Gated => "GCN",
+                };
+                format!("{kind}, {} ch, {} blocks", c.channels, c.blocks.len())
+            }
+        }
+    }
+}
