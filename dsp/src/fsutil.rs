@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A temporary path next to `path` (same directory, so a rename is atomic on one file system).
 pub fn temp_path_for(path: &Path) -> PathBuf {
@@ -10,7 +11,10 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "fxtwin".to_string());
-    let tmp_name = format!(".{name}.{}.tmp", std::process::id());
+    // Process id and a per-process counter keep concurrent writers to one target apart.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_name = format!(".{name}.{}.{n}.tmp", std::process::id());
     path.with_file_name(tmp_name)
 }
 
@@ -46,11 +50,12 @@ mod tests {
         // A target whose directory does not exist cannot be written; nothing is created.
         let bad = dir.join("missing-dir").join("b.json");
         assert!(write_atomic(&bad, b"new").is_err());
-        assert!(!temp_path_for(&bad).exists());
+        assert!(!dir.join("missing-dir").exists());
 
         write_atomic(&target, b"new").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new");
-        assert!(!temp_path_for(&target).exists());
+        let leftovers = fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "only the target remains");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
