@@ -1,0 +1,73 @@
+//! `fxtwin`: learn knob-aware digital twins of audio gear from recordings.
+//!
+//! Every subcommand reports failures as one line naming the file or value at fault and exits
+//! with status 1 (2 for command-line usage errors).
+
+mod cli_dataset;
+mod cli_render;
+mod cli_train;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fxtwin", version, about = "Learn knob-aware digital twins of audio gear")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the profiling stimulus (a reamp signal) and its layout as JSON beside it.
+    Stimulus {
+        out: PathBuf,
+        #[arg(long, default_value_t = 48_000)]
+        rate: u32,
+    },
+    /// Build or check a dataset manifest.
+    Dataset {
+        #[command(subcommand)]
+        command: cli_dataset::DatasetCommand,
+    },
+    /// List the architecture presets with size, receptive field and measured real-time cost.
+    Models {
+        /// Knob count to size the presets for.
+        #[arg(long, default_value_t = 2)]
+        knobs: usize,
+    },
+    /// Train a model on a dataset manifest.
+    Train(cli_train::TrainArgs),
+    /// Check, train and evaluate a dataset, writing the model and a report.
+    Profile(cli_train::TrainArgs),
+    /// Profile every manifest (manifest.toml) below a folder, going on past failures.
+    Batch(cli_train::BatchArgs),
+    /// Process a WAV file through a model, in constant memory.
+    Render(cli_render::RenderArgs),
+    /// Measure a model against a dataset: ESR, MR-STFT and L1 per pair and knob setting.
+    Eval(cli_render::EvalArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Stimulus { out, rate } => cli_dataset::stimulus(&out, rate),
+        Command::Dataset { command } => cli_dataset::run(command),
+        Command::Models { knobs } => cli_train::list_models(knobs),
+        Command::Train(args) => cli_train::train(&args).map(|_| ()),
+        Command::Profile(args) => cli_train::profile(&args).map(|_| ()),
+        Command::Batch(args) => cli_train::batch(&args),
+        Command::Render(args) => cli_render::render(&args),
+        Command::Eval(args) => cli_render::eval(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The profile report, and the real-time cost figure shown by `fxtwin models`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dsp::check::PairReport;
+use dsp::engine::Player;
+use dsp::knob::{KnobSpec, Taper};
+use dsp::model::{Metrics, ModelFile, Network, TrainingInfo};
+use serde::Serialize;
+
+use crate::cli_render::EvalReport;
+
+/// What `fxtwin profile` leaves beside the model.
+#[derive(Serialize)]
+pub struct ProfileReport {
+    pub device: String,
+    pub manifest: PathBuf,
+    pub model_path: PathBuf,
+    pub preset: String,
+    pub architecture: String,
+    pub parameters: usize,
+    pub training: Option<TrainingInfo>,
+    pub metrics: Option<Metrics>,
+    pub checks: Vec<PairReport>,
+    pub evaluation: EvalReport,
+    pub total_seconds: f64,
+}
+
+impl ProfileReport {
+    /// Writes `report.json` and a readable `report.txt` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let json_path = dir.join("report.json");
+        dsp::fsutil::write_atomic(&json_path, serde_json::to_string_pretty(self)?.as_bytes())
+            .with_context(|| format!("{}: cannot write report", json_path.display()))?;
+        let txt_path = dir.join("report.txt");
+        dsp::fsutil::write_atomic(&txt_path, self.summary().as_bytes())
+            .with_context(|| format!("{}: cannot write report", txt_path.display()))?;
+        println!("report written to {} and {}", json_path.display(), txt_path.display());
+        Ok(())
+    }
+
+    /// A readable summary.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "fxtwin profile of {:?}\nmodel: {} ({}, {} parameters)\n",
+            self.device,
+            self.model_path.display(),
+            self.architecture,
+            self.parameters
+        );
+        if let Some(t) = &self.training {
+            s += &format!(
+                "training: preset {}, seed {}, {} epochs, {} steps, {:.0} s\n",
+                t.preset, t.seed, t.epochs, t.steps, t.train_seconds
+            );
+        }
+        if let Some(m) = &self.metrics {
+            s += &format!("validation ESR (held-out time segments): {:.5}\n", m.validation_esr);
+            if let Some(k) = m.holdout_knob_esr {
+                s += &format!("validation ESR (held-out knob settings): {k:.5}\n");
+            }
+        }
+        s += "\nper knob setting (whole recordings):\n";
+        for row in &self.evaluation.settings {
+            s += &format!(
+                "  {:<30} ESR {:.5}  MR-STFT {:.4}  L1 {:.5}\n",
+                row.label, row.esr, row.mr_stft, row.l1
+            );
+        }
+        for c in &self.checks {
+            for w in &c.warnings {
+                s += &format!("warning ({}): {w}\n", c.wet_path.display());
+            }
+        }
+        s += &format!("total time {:.0} s\n", self.total_seconds);
+        s
+    }
+}
+
+/// Measures the scalar engine's cost for `network` with random weights, in ns per sample
+/// (single thread, 512-sample blocks, half a second of audio at 48 kHz).
+pub fn measure_ns_per_sample(network: &Network, knob_count: usize) -> Result<f64> {
+    let device = candle_core::Device::Cpu;
+    let net = models::net::TrainableNet::init(network, knob_count, 1, &device)?;
+    let knobs = (0..knob_count)
+        .map(|i| KnobSpec {
+            name: format!("k{i}"),
+            unit: String::new(),
+            min: 0.0,
+            max: 1.0,
+            default: 0.5,
+            taper: Taper::Linear,
+        })
+        .collect();
+    let model = ModelFile {
+        format: dsp::model::FORMAT_ID.into(),
+        schema_version: [dsp::model::SCHEMA_MAJOR, dsp::model::SCHEMA_MINOR],
+        name: "cost".into(),
+        sample_rate_hz: 48_000,
+        knobs,
+        network: network.clone(),
+        weights: net.to_weights()?,
+        training: None,
+        metrics: None,
+    };
+    let mut player = Player::new(&model, 512)?;
+    let input: Vec<f32> = (0..24_000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+    let mut output = vec![0.0; 512];
+    // One block to warm caches, then time the rest.
+    player.process(&input[..512], &mut output);
+    let start = Instant::now();
+    for block in input.chunks(512) {
+        player.process(block, &mut output[..block.len()]);
+    }
+    Ok(start.elapsed().as_nanos() as f64 / input.len() as f64)
+}

@@ -1,0 +1,126 @@
+//! Training data: a manifest's pairs loaded, aligned and split into training and validation
+//! regions, and seeded random batches drawn from them.
+
+use std::ops::Range;
+
+use candle_core::{Device, Result as CandleResult, Tensor};
+use dsp::check::{self, CheckError, PairReport};
+use dsp::dataset::Manifest;
+use dsp::knob::KnobSpec;
+use rand::Rng;
+
+/// One aligned pair with its split.
+pub struct Pair {
+    pub dry: Vec<f32>,
+    pub wet: Vec<f32>,
+    /// Normalised knob travel, in the manifest's knob order.
+    pub knobs: Vec<f32>,
+    /// Samples that training batches are drawn from.
+    pub train: Range<usize>,
+    /// Held-out tail used for validation.
+    pub validation: Range<usize>,
+    /// The whole pair is held out (its knob setting is one of the manifest's held-out ones).
+    pub holdout_knob: bool,
+    pub report: PairReport,
+}
+
+/// A dataset ready for training.
+pub struct Dataset {
+    pub name: String,
+    pub sample_rate_hz: u32,
+    pub knobs: Vec<KnobSpec>,
+    pub pairs: Vec<Pair>,
+}
+
+impl Dataset {
+    /// Loads and aligns every pair of `manifest` (see [`dsp::check::prepare_pair`]).
+    pub fn load(manifest: &Manifest) -> Result<Self, CheckError> {
+        let fraction = manifest.validation.holdout_fraction;
+        let mut pairs = Vec::with_capacity(manifest.pairs.len());
+        for (i, spec) in manifest.pairs.iter().enumerate() {
+            let prepared = check::prepare_pair(manifest, i)?;
+            let values = spec.knob_values(&manifest.knobs);
+            let knobs = manifest
+                .knobs
+                .iter()
+                .zip(&values)
+                .map(|(k, &v)| k.normalize(v) as f32)
+                .collect();
+            let holdout_knob = manifest.validation.holdout_knobs.iter().any(|h| {
+                manifest
+                    .knobs
+                    .iter()
+                    .zip(&values)
+                    .all(|(k, &v)| h.get(&k.name).is_none_or(|&hv| (hv - v).abs() < 1e-9))
+            });
+            let len = prepared.dry.len();
+            let split = len - ((len as f64 * fraction) as usize).min(len);
+            let (train, validation) = if holdout_knob {
+                (0..0, 0..len)
+            } else {
+                (0..split, split..len)
+            };
+            pairs.push(Pair {
+                dry: prepared.dry,
+                wet: prepared.wet,
+                knobs,
+                train,
+                validation,
+                holdout_knob,
+                report: prepared.report,
+            });
+        }
+        Ok(Self {
+            name: manifest.device.name.clone(),
+            sample_rate_hz: manifest.device.sample_rate_hz,
+            knobs: manifest.knobs.clone(),
+            pairs,
+        })
+    }
+
+    /// Samples available for training batches.
+    pub fn train_samples(&self) -> usize {
+        self.pairs.iter().map(|p| p.train.len()).sum()
+    }
+
+    /// Draws `batch` random segments of `len` samples from the training regions, each pair
+    /// chosen with probability proportional to its training length. Returns dry `[B, len]`,
+    /// wet `[B, len]` and knobs `[B, K]`. `None` when no pair has `len` training samples.
+    pub fn random_batch<R: Rng>(
+        &self,
+        rng: &mut R,
+        batch: usize,
+        len: usize,
+        device: &Device,
+    ) -> CandleResult<Option<(Tensor, Tensor, Tensor)>> {
+        let usable: Vec<&Pair> = self.pairs.iter().filter(|p| p.train.len() >= len).collect();
+        let total: usize = usable.iter().map(|p| p.train.len() - len + 1).sum();
+        if total == 0 {
+            return Ok(None);
+        }
+        let k = self.knobs.len();
+        let mut dry = Vec::with_capacity(batch * len);
+        let mut wet = Vec::with_capacity(batch * len);
+        let mut knobs = Vec::with_capacity(batch * k);
+        for _ in 0..batch {
+            // One draw over all valid start positions weights pairs by their length.
+            let mut pick = rng.random_range(0..total);
+            for p in &usable {
+                let starts = p.train.len() - len + 1;
+                if pick < starts {
+                    let s = p.train.start + pick;
+                    dry.extend_from_slice(&p.dry[s..s + len]);
+                    wet.extend_from_slice(&p.wet[s..s + len]);
+                    knobs.extend_from_slice(&p.knobs);
+                    break;
+                }
+                pick -= starts;
+            }
+        }
+        Ok(Some((
+            Tensor::from_vec(dry, (batch, len), device)?,
+            Tensor::from_vec(wet, (batch, len), device)?,
+            Tensor::from_vec(knobs, (batch, k), device)?,
+        )))
+    }
+}

@@ -1,0 +1,292 @@
+//! Trainable forms of the networks in [`dsp::model::Network`].
+//!
+//! The weights live in candle [`Var`]s named exactly as in the model file, so exporting a model
+//! is a copy and the real-time engine in `dsp` computes the same function (parity is tested).
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use dsp::model::{Activation, Cell, ConvNet, Network, RecurrentNet, WeightTensor};
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+/// Recurrent state carried between segments of truncated back-propagation through time.
+#[derive(Debug, Clone)]
+pub struct RecurrentState {
+    /// `[B, H]`.
+    pub h: Tensor,
+    /// `[B, H]`; unused by GRUs.
+    pub c: Tensor,
+}
+
+impl RecurrentState {
+    /// The same state cut off from the graph, to start the next segment.
+    pub fn detach(&self) -> Self {
+        Self {
+            h: self.h.detach(),
+            c: self.c.detach(),
+        }
+    }
+}
+
+/// A network with trainable weights.
+pub struct TrainableNet {
+    pub network: Network,
+    pub knob_count: usize,
+    /// Weights by model-file name.
+    pub vars: BTreeMap<String, Var>,
+    device: Device,
+}
+
+impl TrainableNet {
+    /// Fresh weights drawn from a seeded generator: uniform in `±1/sqrt(fan_in)` as PyTorch
+    /// does for recurrent and convolution layers, zero for FiLM's output layer (so training
+    /// starts from unmodulated blocks) and for biases of the read-out.
+    pub fn init(network: &Network, knob_count: usize, seed: u64, device: &Device) -> Result<Self> {
+        let mut rng = Pcg64Mcg::seed_from_u64(seed);
+        let mut vars = BTreeMap::new();
+        for (name, shape) in network.weight_shapes(knob_count) {
+            let n: usize = shape.iter().product();
+            let bound = match (&network, name.as_str()) {
+                (_, "film.l2.w" | "film.l2.b" | "head.b") => 0.0,
+                (Network::Recurrent(r), _) => 1.0 / (r.hidden_size as f32).sqrt(),
+                (Network::Conv(_), _) => {
+                    let fan_in: usize = shape[1..].iter().product::<usize>().max(1);
+                    1.0 / (fan_in as f32).sqrt()
+                }
+            };
+            let data: Vec<f32> = (0..n)
+                .map(|_| {
+                    if bound == 0.0 {
+                        0.0
+                    } else {
+                        rng.random_range(-bound..bound)
+                    }
+                })
+                .collect();
+            let t = Tensor::from_vec(data, shape.as_slice(), device)?;
+            vars.insert(name, Var::from_tensor(&t)?);
+        }
+        Ok(Self {
+            network: network.clone(),
+            knob_count,
+            vars,
+            device: device.clone(),
+        })
+    }
+
+    /// Trainable copy of exported weights (to resume or fine-tune a model file).
+    pub fn from_weights(
+        network: &Network,
+        knob_count: usize,
+        weights: &BTreeMap<String, WeightTensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut vars = BTreeMap::new();
+        for (name, shape) in network.weight_shapes(knob_count) {
+            let w = weights
+                .get(&name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("weight {name:?} missing")))?;
+            let t = Tensor::from_vec(w.data.clone(), shape.as_slice(), device)?;
+            vars.insert(name, Var::from_tensor(&t)?);
+        }
+        Ok(Self {
+            network: network.clone(),
+            knob_count,
+            vars,
+            device: device.clone(),
+        })
+    }
+
+    /// The current weights in model-file form.
+    pub fn to_weights(&self) -> Result<BTreeMap<String, WeightTensor>> {
+        self.vars
+            .iter()
+            .map(|(name, var)| {
+                let t = var.as_tensor();
+                let data = t.flatten_all()?.to_vec1::<f32>()?;
+                Ok((name.clone(), WeightTensor::new(t.dims().to_vec(), data)))
+            })
+            .collect()
+    }
+
+    /// All trainable variables, in name order.
+    pub fn all_vars(&self) -> Vec<Var> {
+        self.vars.values().cloned().collect()
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn w(&self, name: &str) -> &Tensor {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("weight {name:?} was created at init"))
+            .as_tensor()
+    }
+
+    /// Input samples consumed before the first output sample: the output of
+    /// [`TrainableNet::forward`] on `T` samples is `T - warmup_samples()` long.
+    pub fn warmup_samples(&self) -> usize {
+        self.network.receptive_field_samples().unwrap_or(1) - 1
+    }
+
+    /// Zero recurrent state for a batch of `batch` items.
+    pub fn zero_state(&self, batch: usize) -> Result<Option<RecurrentState>> {
+        match &self.network {
+            Network::Recurrent(r) => {
+                let z = Tensor::zeros((batch, r.hidden_size), DType::F32, &self.device)?;
+                Ok(Some(RecurrentState { h: z.clone(), c: z }))
+            }
+            Network::Conv(_) => Ok(None),
+        }
+    }
+
+    /// Runs the network on a batch.
+    ///
+    /// `x`: audio `[B, T]`; `knobs`: normalised knob travel `[B, K]`, constant over the segment;
+    /// `state`: recurrent state from the previous segment (zero when `None`).
+    /// Returns the output `[B, T - warmup_samples()]` and the final recurrent state.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        knobs: &Tensor,
+        state: Option<&RecurrentState>,
+    ) -> Result<(Tensor, Option<RecurrentState>)> {
+        match &self.network {
+            Network::Recurrent(r) => {
+                let (y, s) = self.forward_recurrent(r, x, knobs, state)?;
+                Ok((y, Some(s)))
+            }
+            Network::Conv(c) => Ok((self.forward_conv(c, x, knobs)?, None)),
+        }
+    }
+
+    fn forward_recurrent(
+        &self,
+        net: &RecurrentNet,
+        x: &Tensor,
+        knobs: &Tensor,
+        state: Option<&RecurrentState>,
+    ) -> Result<(Tensor, RecurrentState)> {
+        let (b_sz, t_len) = x.dims2()?;
+        let zero;
+        let state = match state {
+            Some(s) => s,
+            None => {
+                zero = self.zero_state(b_sz)?.expect("recurrent");
+                &zero
+            }
+        };
+        // Conditioning by concatenation: [x, knobs...] at every sample.
+        let input = if self.knob_count > 0 {
+            let k = knobs
+                .unsqueeze(1)?
+                .broadcast_as((b_sz, t_len, self.knob_count))?;
+            Tensor::cat(&[&x.unsqueeze(2)?, &k.contiguous()?], 2)?
+        } else {
+            x.unsqueeze(2)?
+        };
+        let (h_seq, state) = match net.cell {
+            Cell::Lstm => {
+                let (h_seq, h, c) = crate::ops::lstm::lstm(
+                    &input,
+                    &state.h,
+                    &state.c,
+                    self.w("rnn.w_ih"),
+                    self.w("rnn.w_hh"),
+                    self.w("rnn.b"),
+                )?;
+                (h_seq, RecurrentState { h, c })
+            }
+            Cell::Gru => {
+                let (h_seq, h) = crate::ops::gru::gru(
+                    &input,
+                    &state.h,
+                    self.w("rnn.w_ih"),
+                    self.w("rnn.w_hh"),
+                    self.w("rnn.b_ih"),
+                    self.w("rnn.b_hh"),
+                )?;
+                (
+                    h_seq,
+                    RecurrentState {
+                        h,
+                        c: state.c.clone(),
+                    },
+                )
+            }
+        };
+        let y = h_seq
+            .broadcast_matmul(&self.w("head.w").t()?)?
+            .squeeze(2)?
+            .broadcast_add(self.w("head.b"))?;
+        let y = if net.skip { (y + x)? } else { y };
+        Ok((y, state))
+    }
+
+    fn forward_conv(&self, net: &ConvNet, x: &Tensor, knobs: &Tensor) -> Result<Tensor> {
+        let m = net.activation.conv_multiplier();
+        let mc = m * net.channels;
+        let film = match (&net.film, self.knob_count > 0) {
+            (Some(_), true) => {
+                let h = knobs
+                    .matmul(&self.w("film.l1.w").t()?)?
+                    .broadcast_add(self.w("film.l1.b"))?
+                    .tanh()?;
+                Some(
+                    h.matmul(&self.w("film.l2.w").t()?)?
+                        .broadcast_add(self.w("film.l2.b"))?,
+                )
+            }
+            _ => None,
+        };
+
+        let mut h = x.unsqueeze(1)?; // [B, 1, T]
+        for (l, block) in net.blocks.iter().enumerate() {
+            let hist = (block.kernel_size - 1) * block.dilation;
+            let t_in = h.dim(D::Minus1)?;
+            let mut z = h
+                .conv1d(self.w(&format!("blocks.{l}.conv.w")), 0, 1, block.dilation, 1)?
+                .broadcast_add(&self.w(&format!("blocks.{l}.conv.b")).unsqueeze(1)?)?;
+            if let Some(f) = &film {
+                let scale = (f.narrow(1, l * 2 * mc, mc)? + 1.0)?.unsqueeze(2)?;
+                let shift = f.narrow(1, l * 2 * mc + mc, mc)?.unsqueeze(2)?;
+                z = z.broadcast_mul(&scale)?.broadcast_add(&shift)?;
+            }
+            let act = match net.activation {
+                Activation::Tanh => z.tanh()?,
+                Activation::Gated => {
+                    let a = z.narrow(1, 0, net.channels)?.tanh()?;
+                    let g = candle_nn::ops::sigmoid(&z.narrow(1, net.channels, net.channels)?)?;
+                    (a * g)?
+                }
+            };
+            let res = self
+                .w(&format!("blocks.{l}.res.w"))
+                .broadcast_matmul(&h.narrow(2, hist, t_in - hist)?)?;
+            h = (act + res)?;
+        }
+        let y = self
+            .w("head.w")
+            .broadcast_matmul(&h)?
+            .squeeze(1)?
+            .broadcast_add(self.w("head.b"))?;
+        if net.skip {
+            let t_out = y.dim(1)?;
+            let t_in = x.dim(1)?;
+            y + x.narrow(1, t_in - t_out, t_out)?
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// A `Module` view for quick experiments: knob-less forward from zero state.
+impl Module for TrainableNet {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let knobs = Tensor::zeros((x.dim(0)?, self.knob_count), DType::F32, &self.device)?;
+        TrainableNet::forward(self, x, &knobs, None).map(|(y, _)| y)
+    }
+}

@@ -1,0 +1,16 @@
+//! Fused candle ops for training: each runs a whole recurrence over a sequence as one custom
+//! op with a hand-written backward pass, instead of a graph of thousands of tiny ops.
+//!
+//! - [`lstm`](lstm::lstm) and [`gru`](gru::gru): recurrent layers in PyTorch's weight layout,
+//!   batch-major `[B, T, features]`, CPU and f32 only.
+
+mod activation;
+mod cpu;
+pub mod gru;
+pub mod lstm;
+pub mod scan;
+#[cfg(test)]
+mod test_support;
+
+pub use gru::gru;
+pub use lstm::lstm;
