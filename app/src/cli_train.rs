@@ -51,6 +51,12 @@ pub struct TrainArgs {
     /// Add the input to the output (learn the difference from a wire).
     #[arg(long)]
     pub skip: Option<bool>,
+    /// Weight of the multi-resolution STFT loss added to the ESR (default 0).
+    #[arg(long)]
+    pub mr_stft: Option<f32>,
+    /// ESR pre-emphasis coefficient (0 turns it off; default 0.85).
+    #[arg(long)]
+    pub pre_emphasis: Option<f32>,
 }
 
 #[derive(Args)]
@@ -97,6 +103,15 @@ pub fn list_models(knobs: usize) -> Result<()> {
     Ok(())
 }
 
+/// Prints a line above the progress bar, or plainly when there is no terminal to draw it on.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn set_threads(threads: Option<usize>) {
     if let Some(n) = threads {
         // candle's CPU kernels and the fused recurrent ops read this before their pools start.
@@ -127,6 +142,13 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         cfg.learning_rate = lr;
     }
     cfg.steps_per_epoch = args.steps_per_epoch;
+    if let Some(w) = args.mr_stft {
+        cfg.loss.mr_stft = w;
+    }
+    if let Some(p) = args.pre_emphasis {
+        cfg.loss.esr_pre_emphasis = (p > 0.0).then_some(p);
+    }
+    cfg.loss.validate()?;
     Ok(cfg)
 }
 
@@ -162,7 +184,7 @@ pub fn train(args: &TrainArgs) -> Result<(ModelFile, PathBuf)> {
             bar.set_position(*step as u64);
             bar.set_message(format!("{loss:.5}"));
         }
-        TrainEvent::Epoch(r) => bar.println(format!(
+        TrainEvent::Epoch(r) => say(&bar, format!(
             "epoch {:>3}: train loss {:.5}, validation ESR {:.5}{}{} ({:.0} s)",
             r.epoch,
             r.train_loss,
@@ -174,7 +196,7 @@ pub fn train(args: &TrainArgs) -> Result<(ModelFile, PathBuf)> {
             r.elapsed_s
         )),
         TrainEvent::Resumed { epoch, step } => {
-            bar.println(format!("resumed at epoch {epoch}, step {step}"))
+            say(&bar, format!("resumed at epoch {epoch}, step {step}"))
         }
     };
     let outcome = train::train(
@@ -268,6 +290,8 @@ pub fn batch(args: &BatchArgs) -> Result<()> {
             lr: None,
             steps_per_epoch: None,
             skip: None,
+            mr_stft: None,
+            pre_emphasis: None,
         };
         println!("== {name} ({})", manifest.display());
         match profile(&targs) {

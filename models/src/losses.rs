@@ -163,17 +163,18 @@ pub fn l1(pred: &Tensor, target: &Tensor) -> Result<Tensor, LossError> {
     Ok((target - pred)?.abs()?.mean_all()?)
 }
 
-/// DC loss `(mean(t) - mean(p))² / (mean(t²) + ε)` per segment (means over time), averaged over
-/// the batch; `ε` = [`POWER_EPS`]. Wright et al. (2020) add it to the pre-emphasised ESR, which
-/// barely sees DC.
+/// DC loss: the squared offset between the segments' means, over the signal power, each pooled
+/// over the batch: `mean_b((mean_t(t) - mean_t(p))²) / (mean(t²) + ε)`, `ε` = [`POWER_EPS`].
+/// Pooling keeps a quiet segment in the batch from dividing by a near-zero power. Wright et al.
+/// (2020) add it to the pre-emphasised ESR, which barely sees DC.
 ///
 /// # Errors
 /// [`LossError::Shape`] unless both are the same `[B, T]` with `T >= 1`.
 pub fn dc(pred: &Tensor, target: &Tensor) -> Result<Tensor, LossError> {
     check_pair("DC", pred, target, 1)?;
     let offset_power = (target.mean(1)? - pred.mean(1)?)?.sqr()?;
-    let signal_power = (target.sqr()?.mean(1)? + POWER_EPS)?;
-    Ok((offset_power / signal_power)?.mean_all()?)
+    let signal_power = (target.sqr()?.mean_all()? + POWER_EPS)?;
+    Ok(offset_power.mean_all()?.div(&signal_power)?)
 }
 
 /// Weights of the training loss terms, as written in a training config (TOML or JSON). Missing

@@ -75,7 +75,7 @@ impl TrainConfig {
             steps_per_epoch: None,
             max_epochs: 200,
             max_minutes: None,
-            learning_rate: if recurrent { 5e-3 } else { 2e-3 },
+            learning_rate: if recurrent { 1e-2 } else { 2e-3 },
             weight_decay: 1e-4,
             grad_clip: 1.0,
             early_stop_patience: 12,
@@ -332,11 +332,12 @@ pub fn train(
         });
     }
 
+    // Wall-clock time of this run plus that of the runs it resumes.
     let started = Instant::now();
-    let elapsed = |st: &Checkpoint| st.elapsed_s + started.elapsed().as_secs_f64();
     let resumed_elapsed = st.elapsed_s;
+    let elapsed = || resumed_elapsed + started.elapsed().as_secs_f64();
     let save = |st: &mut Checkpoint, net: &TrainableNet, opt: &AdamW| -> Result<(), TrainError> {
-        st.elapsed_s = resumed_elapsed + started.elapsed().as_secs_f64();
+        st.elapsed_s = elapsed();
         st.weights = net.to_weights()?;
         st.adam_step = opt.step;
         st.learning_rate = opt.params.learning_rate;
@@ -359,7 +360,7 @@ pub fn train(
             let interrupted = opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
             let out_of_time = cfg
                 .max_minutes
-                .is_some_and(|m| resumed_elapsed + started.elapsed().as_secs_f64() >= m * 60.0);
+                .is_some_and(|m| elapsed() >= m * 60.0);
             if interrupted || out_of_time {
                 save(&mut st, &net, &opt)?;
                 break 'training if interrupted {
@@ -400,7 +401,7 @@ pub fn train(
                 step: st.step_in_epoch,
                 steps_per_epoch,
                 loss: loss_value,
-                elapsed_s: elapsed(&st),
+                elapsed_s: elapsed(),
             });
         }
 
@@ -427,7 +428,7 @@ pub fn train(
             validation_esr: val,
             holdout_knob_esr: knob_val,
             learning_rate: opt.params.learning_rate,
-            elapsed_s: elapsed(&st),
+            elapsed_s: elapsed(),
             best: improved,
         };
         st.history.push(record.clone());
@@ -464,7 +465,7 @@ pub fn train(
             seed: cfg.seed,
             epochs: st.epoch,
             steps: st.global_step as usize,
-            train_seconds: elapsed(&st),
+            train_seconds: elapsed(),
             parameters: cfg.network.parameter_count(knob_count),
         }),
         metrics: Some(Metrics {
