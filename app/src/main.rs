@@ -3,6 +3,7 @@
 //! Every subcommand reports failures as one line naming the file or value at fault and exits
 //! with status 1 (2 for command-line usage errors).
 
+mod cli_bench;
 mod cli_dataset;
 mod cli_render;
 mod cli_train;
@@ -49,6 +50,11 @@ enum Command {
     Render(cli_render::RenderArgs),
     /// Measure a model against a dataset: ESR, MR-STFT and L1 per pair and knob setting.
     Eval(cli_render::EvalArgs),
+    /// Measure throughput (benchmarks for the README, not tests).
+    Bench {
+        #[command(subcommand)]
+        command: cli_bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,12 +68,35 @@ fn main() -> ExitCode {
         Command::Batch(args) => cli_train::batch(&args),
         Command::Render(args) => cli_render::render(&args),
         Command::Eval(args) => cli_render::eval(&args),
+        Command::Bench { command } => cli_bench::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and its causes on one line, separated by `: `. A cause whose text is already part of
+/// the line is left out: the library error types print their source inside their own message,
+/// and anyhow's `{:#}` would repeat it. Line breaks inside a message become spaces.
+pub(crate) fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

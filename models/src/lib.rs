@@ -9,3 +9,4 @@ pub mod presets;
 pub mod optim;
 pub mod data;
 pub mod train;
+pub mod bench;
