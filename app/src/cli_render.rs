@@ -133,10 +133,12 @@ fn metrics(pred: &[f32], target: &[f32], sample_rate_hz: u32) -> (f64, f64, f64)
 pub fn evaluate(model: &ModelFile, manifest: &Manifest) -> Result<EvalReport> {
     if manifest.device.sample_rate_hz != model.sample_rate_hz {
         anyhow::bail!(
-            "model {:?} runs at {} Hz but the manifest's device rate is {} Hz",
+            "{}: [device] sample_rate_hz is {} Hz but model {:?} runs at {} Hz; a model is \
+             evaluated at the rate it was trained at",
+            manifest.path.display(),
+            manifest.device.sample_rate_hz,
             model.name,
-            model.sample_rate_hz,
-            manifest.device.sample_rate_hz
+            model.sample_rate_hz
         );
     }
     let mut pairs = Vec::new();
@@ -146,10 +148,11 @@ pub fn evaluate(model: &ModelFile, manifest: &Manifest) -> Result<EvalReport> {
         let values = &pair.report.knob_values;
         if model.knobs.len() != values.len() {
             anyhow::bail!(
-                "model {:?} has {} knobs but the manifest declares {}",
+                "{}: declares {} knobs but model {:?} has {}",
+                manifest.path.display(),
+                values.len(),
                 model.name,
-                model.knobs.len(),
-                values.len()
+                model.knobs.len()
             );
         }
         let mut player = Player::new(model, RENDER_BLOCK)?;

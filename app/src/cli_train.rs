@@ -126,6 +126,9 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
         match &mut network {
             dsp::model::Network::Recurrent(r) => r.skip = skip,
             dsp::model::Network::Conv(c) => c.skip = skip,
+            // NAM's WaveNet has no input skip.
+            dsp::model::Network::WaveNet(_) => {}
+            dsp::model::Network::Ssm(s) => s.skip = skip,
         }
     }
     let mut cfg = TrainConfig::new(&preset.name, network);
@@ -297,8 +300,8 @@ pub fn batch(args: &BatchArgs) -> Result<()> {
         match profile(&targs) {
             Ok(r) => rows.push((name, Ok(r.metrics.map(|m| m.validation_esr).unwrap_or(f64::NAN)))),
             Err(e) => {
-                eprintln!("error: {e:#}");
-                rows.push((name, Err(format!("{e:#}"))));
+                eprintln!("error: {}", crate::error_line(&e));
+                rows.push((name, Err(crate::error_line(&e))));
             }
         }
         if STOP.load(Ordering::Relaxed) {
