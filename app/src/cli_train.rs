@@ -43,6 +43,9 @@ pub struct TrainArgs {
     /// Samples per training segment seen by the loss.
     #[arg(long)]
     pub segment: Option<usize>,
+    /// Samples run before each segment of a recurrent model to settle its state.
+    #[arg(long)]
+    pub burn_in: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
     /// Optimiser steps per epoch (default: one pass over the data).
@@ -123,13 +126,7 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
     let preset = models::presets::find(&args.arch)?;
     let mut network = preset.network.clone();
     if let Some(skip) = args.skip {
-        match &mut network {
-            dsp::model::Network::Recurrent(r) => r.skip = skip,
-            dsp::model::Network::Conv(c) => c.skip = skip,
-            // NAM's WaveNet has no input skip.
-            dsp::model::Network::WaveNet(_) => {}
-            dsp::model::Network::Ssm(s) => s.skip = skip,
-        }
+        network.set_skip(skip);
     }
     let mut cfg = TrainConfig::new(&preset.name, network);
     cfg.seed = args.seed;
@@ -140,6 +137,9 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     if let Some(s) = args.segment {
         cfg.segment_samples = s.max(64);
+    }
+    if let Some(b) = args.burn_in {
+        cfg.burn_in_samples = b;
     }
     if let Some(lr) = args.lr {
         cfg.learning_rate = lr;
@@ -290,6 +290,7 @@ pub fn batch(args: &BatchArgs) -> Result<()> {
             resume: false,
             batch_size: None,
             segment: None,
+            burn_in: None,
             lr: None,
             steps_per_epoch: None,
             skip: None,

@@ -6,11 +6,20 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
-use dsp::model::{Activation, Cell, ConvNet, Network, RecurrentNet, WeightTensor};
+use dsp::model::{Activation, Cell, ConvNet, Network, RecurrentNet, SsmNet, WeightTensor};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+mod film;
+mod ssm;
+mod tvfilm;
+mod wavenet;
+
 /// Recurrent state carried between segments of truncated back-propagation through time.
+///
+/// For state-space networks, `h` holds the real parts and `c` the imaginary parts of every
+/// block's `C*N` states, block after block, `[B, L*C*N]`; under time-varying FiLM the
+/// controller's `h` and `c` follow, `[B, L*C*N + H]`.
 #[derive(Debug, Clone)]
 pub struct RecurrentState {
     /// `[B, H]`.
@@ -45,14 +54,33 @@ impl TrainableNet {
     pub fn init(network: &Network, knob_count: usize, seed: u64, device: &Device) -> Result<Self> {
         let mut rng = Pcg64Mcg::seed_from_u64(seed);
         let mut vars = BTreeMap::new();
-        for (name, shape) in network.weight_shapes(knob_count) {
+        let shapes = network.weight_shapes(knob_count);
+        for (name, shape) in shapes.iter().cloned() {
             let n: usize = shape.iter().product();
+            let special = match network {
+                Network::Ssm(_) => ssm::init_values(&name, &shape, &mut rng),
+                Network::TimeVarying(tv) if matches!(*tv.inner, Network::Ssm(_)) => {
+                    ssm::init_values(&name, &shape, &mut rng)
+                }
+                _ => None,
+            };
+            if let Some(data) = special {
+                let t = Tensor::from_vec(data, shape.as_slice(), device)?;
+                vars.insert(name, Var::from_tensor(&t)?);
+                continue;
+            }
             let bound = match (&network, name.as_str()) {
                 (_, "film.l2.w" | "film.l2.b" | "head.b") => 0.0,
+                // The controller starts silent (static FiLM only); its LSTM as PyTorch's.
+                (_, "tvfilm.out.w" | "tvfilm.out.b") => 0.0,
+                (_, n) if n.starts_with("tvfilm.lstm.") => 2.0 / (shape[0] as f32).sqrt(),
                 (Network::Recurrent(r), _) => 1.0 / (r.hidden_size as f32).sqrt(),
                 (Network::Conv(_), _) => {
                     let fan_in: usize = shape[1..].iter().product::<usize>().max(1);
                     1.0 / (fan_in as f32).sqrt()
+                }
+                (Network::WaveNet(_) | Network::Ssm(_) | Network::TimeVarying(_), _) => {
+                    wavenet::init_bound(&name, &shape, &shapes)
                 }
             };
             let data: Vec<f32> = (0..n)
@@ -139,7 +167,19 @@ impl TrainableNet {
                 let z = Tensor::zeros((batch, r.hidden_size), DType::F32, &self.device)?;
                 Ok(Some(RecurrentState { h: z.clone(), c: z }))
             }
-            Network::Conv(_) => Ok(None),
+            Network::Conv(_) | Network::WaveNet(_) => Ok(None),
+            Network::Ssm(s) => {
+                let z = Tensor::zeros((batch, Self::ssm_state_width(s)), DType::F32, &self.device)?;
+                Ok(Some(RecurrentState { h: z.clone(), c: z }))
+            }
+            Network::TimeVarying(tv) => match tv.inner.as_ref() {
+                Network::Ssm(s) => {
+                    let width = Self::ssm_state_width(s) + tv.hidden_size;
+                    let z = Tensor::zeros((batch, width), DType::F32, &self.device)?;
+                    Ok(Some(RecurrentState { h: z.clone(), c: z }))
+                }
+                _ => Ok(None),
+            },
         }
     }
 
@@ -160,7 +200,28 @@ impl TrainableNet {
                 Ok((y, Some(s)))
             }
             Network::Conv(c) => Ok((self.forward_conv(c, x, knobs)?, None)),
+            Network::WaveNet(w) => Ok((self.forward_wavenet(w, x, knobs)?, None)),
+            Network::Ssm(s) => {
+                let (y, state) = self.forward_ssm_net(s, x, knobs, state)?;
+                Ok((y, Some(state)))
+            }
+            Network::TimeVarying(tv) => self.forward_time_varying(tv, x, knobs, state),
         }
+    }
+
+    fn forward_ssm_net(
+        &self,
+        net: &SsmNet,
+        x: &Tensor,
+        knobs: &Tensor,
+        state: Option<&RecurrentState>,
+    ) -> Result<(Tensor, RecurrentState)> {
+        let film = match self.static_film(net.film.as_ref(), knobs)? {
+            Some(f) => Some(f.unsqueeze(1)?),
+            None => None,
+        };
+        let (y, h, c) = self.forward_ssm(net, x, film.as_ref(), state)?;
+        Ok((y, RecurrentState { h, c }))
     }
 
     fn forward_recurrent(
@@ -227,32 +288,44 @@ impl TrainableNet {
     }
 
     fn forward_conv(&self, net: &ConvNet, x: &Tensor, knobs: &Tensor) -> Result<Tensor> {
+        let film = match self.static_film(net.film.as_ref(), knobs)? {
+            Some(f) => Some(f.unsqueeze(2)?),
+            None => None,
+        };
+        self.forward_conv_modulated(net, x, film.as_ref())
+    }
+
+    /// The conv stack with FiLM offsets `film`: `[B, W, 1]` (constant) or `[B, W, T]` (over
+    /// time, aligned with `x [B, T]`), `W` = [`Network::film_width`].
+    fn forward_conv_modulated(
+        &self,
+        net: &ConvNet,
+        x: &Tensor,
+        film: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let m = net.activation.conv_multiplier();
         let mc = m * net.channels;
-        let film = match (&net.film, self.knob_count > 0) {
-            (Some(_), true) => {
-                let h = knobs
-                    .matmul(&self.w("film.l1.w").t()?)?
-                    .broadcast_add(self.w("film.l1.b"))?
-                    .tanh()?;
-                Some(
-                    h.matmul(&self.w("film.l2.w").t()?)?
-                        .broadcast_add(self.w("film.l2.b"))?,
-                )
-            }
-            _ => None,
-        };
 
         let mut h = x.unsqueeze(1)?; // [B, 1, T]
         for (l, block) in net.blocks.iter().enumerate() {
             let hist = (block.kernel_size - 1) * block.dilation;
             let t_in = h.dim(D::Minus1)?;
-            let mut z = h
-                .conv1d(self.w(&format!("blocks.{l}.conv.w")), 0, 1, block.dilation, 1)?
-                .broadcast_add(&self.w(&format!("blocks.{l}.conv.b")).unsqueeze(1)?)?;
-            if let Some(f) = &film {
-                let scale = (f.narrow(1, l * 2 * mc, mc)? + 1.0)?.unsqueeze(2)?;
-                let shift = f.narrow(1, l * 2 * mc + mc, mc)?.unsqueeze(2)?;
+            let mut z = crate::ops::dilated_conv1d(
+                &h,
+                self.w(&format!("blocks.{l}.conv.w")),
+                Some(self.w(&format!("blocks.{l}.conv.b"))),
+                block.dilation,
+            )?;
+            if let Some(f) = film {
+                // Over time, the conv output covers the last samples of the input.
+                let (t_f, t_z) = (f.dim(2)?, z.dim(2)?);
+                let f = if t_f > 1 {
+                    f.narrow(2, t_f - t_z, t_z)?
+                } else {
+                    f.clone()
+                };
+                let scale = (f.narrow(1, l * 2 * mc, mc)? + 1.0)?;
+                let shift = f.narrow(1, l * 2 * mc + mc, mc)?;
                 z = z.broadcast_mul(&scale)?.broadcast_add(&shift)?;
             }
             let act = match net.activation {
@@ -282,6 +355,9 @@ impl TrainableNet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests_arch;
 
 /// A `Module` view for quick experiments: knob-less forward from zero state.
 impl Module for TrainableNet {

@@ -28,6 +28,8 @@ use crate::optim::{clip_factor, AdamW, AdamWParams};
 /// Checkpoint file name inside the output directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 const CHECKPOINT_VERSION: u32 = 1;
+/// Default burn-in of networks with unbounded memory, in samples.
+pub const RECURRENT_BURN_IN_SAMPLES: usize = 1024;
 
 /// Everything that shapes a training run. Serialised into checkpoints: a resume must use the
 /// same settings, except for the limits (`max_epochs`, `max_minutes`).
@@ -63,19 +65,35 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// Sensible settings for `network`.
+    ///
+    /// Networks with unbounded memory (recurrent, state-space) get a burn-in of
+    /// [`RECURRENT_BURN_IN_SAMPLES`], a multiple of every time-varying FiLM block so the
+    /// controller's state carries over exactly. Learning rates: 1e-2 for LSTM/GRU, 5e-3 for
+    /// state-space networks, 4e-3 for WaveNets (NAM's default), 2e-3 otherwise.
     pub fn new(preset: &str, network: Network) -> Self {
-        let recurrent = matches!(network, Network::Recurrent(_));
+        let recurrent = network.receptive_field_samples().is_none();
+        let learning_rate = match &network {
+            Network::Recurrent(_) => 1e-2,
+            Network::Ssm(_) => 5e-3,
+            Network::TimeVarying(tv) if matches!(*tv.inner, Network::Ssm(_)) => 5e-3,
+            Network::WaveNet(_) => 4e-3,
+            _ => 2e-3,
+        };
         Self {
             preset: preset.to_string(),
             network,
             seed: 0,
             batch_size: 8,
             segment_samples: 4096,
-            burn_in_samples: if recurrent { 1024 } else { 0 },
+            burn_in_samples: if recurrent {
+                RECURRENT_BURN_IN_SAMPLES
+            } else {
+                0
+            },
             steps_per_epoch: None,
             max_epochs: 200,
             max_minutes: None,
-            learning_rate: if recurrent { 1e-2 } else { 2e-3 },
+            learning_rate,
             weight_decay: 1e-4,
             grad_clip: 1.0,
             early_stop_patience: 12,

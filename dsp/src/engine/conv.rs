@@ -4,7 +4,7 @@
 //! channel are the end of the previous block and whose rest receives the new block. After the
 //! block the last `history` samples move to the front.
 
-use super::recurrent::dot;
+use super::film::Film;
 use super::{sigmoid, Kernel};
 use crate::model::{Activation, ConvNet, ModelFile};
 
@@ -19,25 +19,10 @@ struct Block {
     conv_b: Vec<f32>,
     /// `[C, c_in]`.
     res_w: Vec<f32>,
-    /// FiLM scale and shift of the conv output, `[M*C]` each; 1 and 0 without knobs.
-    film_scale: Vec<f32>,
-    film_shift: Vec<f32>,
     /// Input history plus block, channel-major with stride `history + max_block`.
     input: Vec<f32>,
     /// Conv output for one block, `[M*C, max_block]`.
     z: Vec<f32>,
-}
-
-struct Film {
-    hidden: usize,
-    /// `[F, K]`, `[F]`, `[out, F]`, `[out]`.
-    l1_w: Vec<f32>,
-    l1_b: Vec<f32>,
-    l2_w: Vec<f32>,
-    l2_b: Vec<f32>,
-    /// Hidden activations scratch `[F]` and output scratch `[out]`.
-    h: Vec<f32>,
-    out: Vec<f32>,
 }
 
 pub(super) struct ConvKernel {
@@ -46,7 +31,8 @@ pub(super) struct ConvKernel {
     skip: bool,
     max_block: usize,
     blocks: Vec<Block>,
-    film: Option<Film>,
+    /// Modulation of each block's conv output, `M*C` features per block.
+    pub(super) film: Film,
     head_w: Vec<f32>,
     head_b: f32,
     /// Output of the last block, `[C, max_block]`.
@@ -72,28 +58,12 @@ impl ConvKernel {
                     conv_w: model.weight(&format!("blocks.{l}.conv.w")).data.clone(),
                     conv_b: model.weight(&format!("blocks.{l}.conv.b")).data.clone(),
                     res_w: model.weight(&format!("blocks.{l}.res.w")).data.clone(),
-                    film_scale: vec![1.0; m * c],
-                    film_shift: vec![0.0; m * c],
                     input: vec![0.0; c_in * (history + max_block)],
                     z: vec![0.0; m * c * max_block],
                 }
             })
             .collect();
-        let film = match (&net.film, model.knobs.is_empty()) {
-            (Some(spec), false) => {
-                let l2_b = model.weight("film.l2.b").data.clone();
-                Some(Film {
-                    hidden: spec.hidden_size,
-                    l1_w: model.weight("film.l1.w").data.clone(),
-                    l1_b: model.weight("film.l1.b").data.clone(),
-                    l2_w: model.weight("film.l2.w").data.clone(),
-                    h: vec![0.0; spec.hidden_size],
-                    out: vec![0.0; l2_b.len()],
-                    l2_b,
-                })
-            }
-            _ => None,
-        };
+        let film = Film::new(model, net.film.as_ref(), net.blocks.len(), m * c);
         Self {
             channels: c,
             activation: net.activation,
@@ -110,25 +80,7 @@ impl ConvKernel {
 
 impl Kernel for ConvKernel {
     fn set_knobs(&mut self, knobs: &[f32]) {
-        let Some(film) = &mut self.film else {
-            return;
-        };
-        let k = knobs.len();
-        for (j, h) in film.h.iter_mut().enumerate() {
-            *h = (film.l1_b[j] + dot(&film.l1_w[j * k..(j + 1) * k], knobs)).tanh();
-        }
-        let f = film.hidden;
-        for (o, out) in film.out.iter_mut().enumerate() {
-            *out = film.l2_b[o] + dot(&film.l2_w[o * f..(o + 1) * f], &film.h);
-        }
-        let mc = self.channels * self.activation.conv_multiplier();
-        for (l, block) in self.blocks.iter_mut().enumerate() {
-            let base = l * 2 * mc;
-            for ch in 0..mc {
-                block.film_scale[ch] = 1.0 + film.out[base + ch];
-                block.film_shift[ch] = film.out[base + mc + ch];
-            }
-        }
+        self.film.set_knobs(knobs);
     }
 
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
@@ -164,7 +116,7 @@ impl Kernel for ConvKernel {
                         }
                     }
                 }
-                let (scale, shift) = (block.film_scale[o], block.film_shift[o]);
+                let (scale, shift) = (self.film.scale(l)[o], self.film.shift(l)[o]);
                 for zt in z.iter_mut() {
                     *zt = *zt * scale + shift;
                 }
@@ -189,7 +141,8 @@ impl Kernel for ConvKernel {
                     };
                     let mut r = 0.0;
                     for ci in 0..block.c_in {
-                        r += block.res_w[ch * block.c_in + ci] * block.input[ci * stride + hist + t];
+                        r +=
+                            block.res_w[ch * block.c_in + ci] * block.input[ci * stride + hist + t];
                     }
                     write(ch, t, a + r);
                 }

@@ -11,7 +11,11 @@
 //! a knob glides, the network's conditioning is refreshed every [`GLIDE_UPDATE_SAMPLES`].
 
 mod conv;
+mod film;
 mod recurrent;
+mod ssm;
+mod tvfilm;
+mod wavenet;
 
 use crate::knob::KnobError;
 use crate::model::{ModelFile, ModelFileError, Network};
@@ -38,6 +42,10 @@ trait Kernel {
 enum AnyKernel {
     Recurrent(recurrent::RecurrentKernel),
     Conv(conv::ConvKernel),
+    WaveNet(wavenet::WaveNetKernel),
+    Ssm(ssm::SsmKernel),
+    ConvTv(tvfilm::TvFilm<conv::ConvKernel>),
+    SsmTv(tvfilm::TvFilm<ssm::SsmKernel>),
 }
 
 impl AnyKernel {
@@ -45,6 +53,10 @@ impl AnyKernel {
         match self {
             AnyKernel::Recurrent(k) => k,
             AnyKernel::Conv(k) => k,
+            AnyKernel::WaveNet(k) => k,
+            AnyKernel::Ssm(k) => k,
+            AnyKernel::ConvTv(k) => k,
+            AnyKernel::SsmTv(k) => k,
         }
     }
 }
@@ -76,6 +88,24 @@ impl Player {
                 AnyKernel::Recurrent(recurrent::RecurrentKernel::new(model, net))
             }
             Network::Conv(net) => AnyKernel::Conv(conv::ConvKernel::new(model, net, max_block)),
+            Network::WaveNet(net) => {
+                AnyKernel::WaveNet(wavenet::WaveNetKernel::new(model, net, max_block))
+            }
+            Network::Ssm(net) => AnyKernel::Ssm(ssm::SsmKernel::new(model, net)),
+            Network::TimeVarying(tv) => match tv.inner.as_ref() {
+                Network::Conv(net) => AnyKernel::ConvTv(tvfilm::TvFilm::new(
+                    model,
+                    tv,
+                    conv::ConvKernel::new(model, net, max_block),
+                )),
+                Network::Ssm(net) => AnyKernel::SsmTv(tvfilm::TvFilm::new(
+                    model,
+                    tv,
+                    ssm::SsmKernel::new(model, net),
+                )),
+                // `validate` refuses any other inner network.
+                other => unreachable!("time-varying FiLM around {}", other.describe()),
+            },
         };
         let defaults: Vec<f32> = model
             .knobs
@@ -189,3 +219,5 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_arch;

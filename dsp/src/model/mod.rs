@@ -17,8 +17,14 @@
 //! models map onto them directly.
 
 mod network;
+mod ssm;
+mod tvfilm;
+mod wavenet;
 
 pub use network::{Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, Network, RecurrentNet};
+pub use ssm::{discretize, Discretized, SsmNet};
+pub use tvfilm::{block_level, level_from_power, TvFilmNet, LEVEL_FLOOR_POWER, LEVEL_RANGE_DB};
+pub use wavenet::{LayerArraySpec, WaveNetNet};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -222,6 +228,7 @@ impl ModelFile {
                 source,
             })?;
         }
+        self.network.check().map_err(invalid)?;
         for (name, shape) in self.network.weight_shapes(self.knobs.len()) {
             let w = self
                 .weights

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ssm::SsmNet;
+use super::tvfilm::TvFilmNet;
+use super::wavenet::WaveNetNet;
+
 /// The architecture of a model. Every variant is conditioned on the model's knobs, given to it
 /// as normalised travel in `0..=1` (see [`crate::knob::KnobSpec::normalize`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -9,6 +13,13 @@ use serde::{Deserialize, Serialize};
 pub enum Network {
     Recurrent(RecurrentNet),
     Conv(ConvNet),
+    /// NAM-style WaveNet layer arrays, knobs through the input mixins.
+    #[serde(rename = "wavenet")]
+    WaveNet(WaveNetNet),
+    /// Diagonal state-space (S4D-style) blocks with FiLM by the knobs.
+    Ssm(SsmNet),
+    /// A conv or state-space network whose FiLM a block-rate controller modulates over time.
+    TimeVarying(TvFilmNet),
 }
 
 /// Recurrent cell type.
@@ -153,6 +164,14 @@ impl Network {
                 }
                 shapes.push(("head.w".into(), vec![1, c.channels]));
             }
+            // The last array's head is the read-out, so there is no shared `head.b`.
+            Network::WaveNet(w) => return w.weight_shapes(knob_count),
+            Network::Ssm(s) => shapes.extend(s.weight_shapes(knob_count)),
+            Network::TimeVarying(tv) => {
+                let mut shapes = tv.inner.weight_shapes(knob_count);
+                shapes.extend(tv.controller_shapes(knob_count));
+                return shapes;
+            }
         }
         shapes.push(("head.b".into(), vec![1]));
         shapes
@@ -169,8 +188,10 @@ impl Network {
     /// Samples of past input an output depends on; `None` for recurrent (unbounded) memory.
     pub fn receptive_field_samples(&self) -> Option<usize> {
         match self {
-            Network::Recurrent(_) => None,
+            Network::Recurrent(_) | Network::Ssm(_) => None,
+            Network::TimeVarying(tv) => tv.inner.receptive_field_samples(),
             Network::Conv(c) => Some(c.receptive_field_samples()),
+            Network::WaveNet(w) => Some(w.receptive_field_samples()),
         }
     }
 
@@ -193,6 +214,11 @@ impl Network {
                     .sum::<usize>()
                     + c.channels
             }
+            Network::WaveNet(w) => w.macs_per_sample(),
+            Network::Ssm(s) => s.macs_per_sample(),
+            Network::TimeVarying(tv) => {
+                tv.inner.macs_per_sample(knob_count) + tv.controller_macs_per_sample(knob_count)
+            }
         }
     }
 
@@ -213,6 +239,61 @@ impl Network {
                 };
                 format!("{kind}, {} ch, {} blocks", c.channels, c.blocks.len())
             }
+            Network::WaveNet(w) => {
+                let arrays: Vec<String> = w
+                    .arrays
+                    .iter()
+                    .map(|a| format!("{}x{} ch", a.dilations.len(), a.channels))
+                    .collect();
+                format!("WaveNet, layer arrays {}", arrays.join(" + "))
+            }
+            Network::Ssm(s) => format!(
+                "S4D, {} ch, {} blocks, {} states",
+                s.channels, s.blocks, s.state_size
+            ),
+            Network::TimeVarying(tv) => format!(
+                "{}, time-varying FiLM every {} samples (LSTM {})",
+                tv.inner.describe(),
+                tv.block_samples,
+                tv.hidden_size
+            ),
+        }
+    }
+
+    /// Turns the input skip on or off where the architecture has one (not NAM's WaveNet).
+    pub fn set_skip(&mut self, skip: bool) {
+        match self {
+            Network::Recurrent(r) => r.skip = skip,
+            Network::Conv(c) => c.skip = skip,
+            Network::Ssm(s) => s.skip = skip,
+            Network::TimeVarying(tv) => tv.inner.set_skip(skip),
+            Network::WaveNet(_) => {}
+        }
+    }
+
+    /// Number of FiLM offsets the network's blocks take (per block, scale offsets then
+    /// shifts), or `None` for networks without FiLM sites.
+    pub fn film_width(&self) -> Option<usize> {
+        match self {
+            Network::Conv(c) => {
+                Some(2 * c.activation.conv_multiplier() * c.channels * c.blocks.len())
+            }
+            Network::Ssm(s) => Some(2 * s.channels * s.blocks),
+            Network::Recurrent(_) | Network::WaveNet(_) | Network::TimeVarying(_) => None,
+        }
+    }
+
+    /// Checks the structure beyond what the types express (e.g. what a time-varying FiLM may
+    /// wrap); the error says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Network::TimeVarying(tv) => tv.check(),
+            Network::WaveNet(w)
+                if w.arrays.is_empty() || w.arrays.iter().any(|a| a.dilations.is_empty()) =>
+            {
+                Err("a WaveNet needs at least one layer array, each with at least one layer".into())
+            }
+            _ => Ok(()),
         }
     }
 }

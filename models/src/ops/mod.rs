@@ -3,8 +3,11 @@
 //!
 //! - [`lstm`](lstm::lstm) and [`gru`](gru::gru): recurrent layers in PyTorch's weight layout,
 //!   batch-major `[B, T, features]`, CPU and f32 only.
+//! - [`dilated_conv1d`](conv::dilated_conv1d): a dilated 1-D convolution as shifted GEMMs,
+//!   `[B, C, T]` like candle's `conv1d`, CPU and f32 only.
 
 mod activation;
+pub mod conv;
 mod cpu;
 pub mod gru;
 pub mod lstm;
@@ -12,5 +15,6 @@ pub mod scan;
 #[cfg(test)]
 mod test_support;
 
+pub use conv::dilated_conv1d;
 pub use gru::gru;
 pub use lstm::lstm;
