@@ -45,7 +45,10 @@ fn train(args: &TrainBenchArgs) -> Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
     if !args.json {
-        println!("{:<10} {:>8} {:>16} {:>8}", "preset", "params", "samples/s", "steps");
+        println!(
+            "{:<10} {:>8} {:>16} {:>8}",
+            "preset", "params", "samples/s", "steps"
+        );
     }
     for arch in &args.archs {
         let preset = models::presets::find(arch)?;

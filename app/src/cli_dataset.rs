@@ -53,7 +53,12 @@ pub fn run(command: DatasetCommand) -> Result<()> {
                 "wrote {} with {} pairs and knobs: {}",
                 out.display(),
                 manifest.pairs.len(),
-                manifest.knobs.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+                manifest
+                    .knobs
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }
@@ -73,7 +78,11 @@ pub fn run(command: DatasetCommand) -> Result<()> {
 /// Checks every pair; the first unusable pair ends the check with its error.
 pub fn check_all(m: &Manifest) -> Result<Vec<PairReport>> {
     (0..m.pairs.len())
-        .map(|i| prepare_pair(m, i).map(|p| p.report).map_err(anyhow::Error::from))
+        .map(|i| {
+            prepare_pair(m, i)
+                .map(|p| p.report)
+                .map_err(anyhow::Error::from)
+        })
         .collect()
 }
 

@@ -63,7 +63,10 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     let values = resolve_settings(&model.knobs, &settings)
         .with_context(|| format!("{}", args.model.display()))?;
     if args.output.exists() && args.output.canonicalize().ok() == args.input.canonicalize().ok() {
-        anyhow::bail!("{}: output would overwrite the input", args.output.display());
+        anyhow::bail!(
+            "{}: output would overwrite the input",
+            args.output.display()
+        );
     }
     let mut reader = WavBlockReader::open(&args.input, args.channel)?;
     let in_rate = reader.sample_rate_hz();
@@ -122,7 +125,11 @@ pub fn render(args: &RenderArgs) -> Result<()> {
 
 fn metrics(pred: &[f32], target: &[f32], sample_rate_hz: u32) -> (f64, f64, f64) {
     let esr = models::losses::esr_f64(pred, target);
-    let l1 = pred.iter().zip(target).map(|(p, t)| (p - t).abs() as f64).sum::<f64>()
+    let l1 = pred
+        .iter()
+        .zip(target)
+        .map(|(p, t)| (p - t).abs() as f64)
+        .sum::<f64>()
         / pred.len().max(1) as f64;
     let mr = models::losses::mr_stft_f64(pred, target);
     let _ = sample_rate_hz;
@@ -190,7 +197,11 @@ pub fn evaluate(model: &ModelFile, manifest: &Manifest) -> Result<EvalReport> {
         .map(|(label, (p, t))| {
             let (esr, mr_stft, l1) = metrics(&p, &t, model.sample_rate_hz);
             EvalRow {
-                label: if label.is_empty() { "(no knobs)".into() } else { label },
+                label: if label.is_empty() {
+                    "(no knobs)".into()
+                } else {
+                    label
+                },
                 esr,
                 mr_stft,
                 l1,
@@ -204,7 +215,10 @@ pub fn print_eval(report: &EvalReport) {
     for (title, rows) in [("pair", &report.pairs), ("knob setting", &report.settings)] {
         println!("{title:<32} {:>9} {:>9} {:>9}", "ESR", "MR-STFT", "L1");
         for r in rows {
-            println!("{:<32} {:>9.5} {:>9.4} {:>9.5}", r.label, r.esr, r.mr_stft, r.l1);
+            println!(
+                "{:<32} {:>9.5} {:>9.4} {:>9.5}",
+                r.label, r.esr, r.mr_stft, r.l1
+            );
         }
     }
 }

@@ -160,7 +160,11 @@ pub fn train(args: &TrainArgs) -> Result<(ModelFile, PathBuf)> {
     set_threads(args.threads);
     let cfg = config(args)?;
     let manifest = Manifest::load(&args.manifest)?;
-    println!("loading and aligning {} pairs of {:?}", manifest.pairs.len(), manifest.device.name);
+    println!(
+        "loading and aligning {} pairs of {:?}",
+        manifest.pairs.len(),
+        manifest.device.name
+    );
     let data = Dataset::load(&manifest)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
@@ -187,17 +191,20 @@ pub fn train(args: &TrainArgs) -> Result<(ModelFile, PathBuf)> {
             bar.set_position(*step as u64);
             bar.set_message(format!("{loss:.5}"));
         }
-        TrainEvent::Epoch(r) => say(&bar, format!(
-            "epoch {:>3}: train loss {:.5}, validation ESR {:.5}{}{} ({:.0} s)",
-            r.epoch,
-            r.train_loss,
-            r.validation_esr,
-            r.holdout_knob_esr
-                .map(|k| format!(", held-out knob ESR {k:.5}"))
-                .unwrap_or_default(),
-            if r.best { " *" } else { "" },
-            r.elapsed_s
-        )),
+        TrainEvent::Epoch(r) => say(
+            &bar,
+            format!(
+                "epoch {:>3}: train loss {:.5}, validation ESR {:.5}{}{} ({:.0} s)",
+                r.epoch,
+                r.train_loss,
+                r.validation_esr,
+                r.holdout_knob_esr
+                    .map(|k| format!(", held-out knob ESR {k:.5}"))
+                    .unwrap_or_default(),
+                if r.best { " *" } else { "" },
+                r.elapsed_s
+            ),
+        ),
         TrainEvent::Resumed { epoch, step } => {
             say(&bar, format!("resumed at epoch {epoch}, step {step}"))
         }
@@ -253,7 +260,8 @@ pub fn profile(args: &TrainArgs) -> Result<crate::report::ProfileReport> {
 }
 
 fn find_manifests(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
@@ -270,7 +278,10 @@ pub fn batch(args: &BatchArgs) -> Result<()> {
     let mut manifests = Vec::new();
     find_manifests(&args.dir, &mut manifests)?;
     if manifests.is_empty() {
-        anyhow::bail!("{}: no manifest.toml found below this folder", args.dir.display());
+        anyhow::bail!(
+            "{}: no manifest.toml found below this folder",
+            args.dir.display()
+        );
     }
     let mut rows = Vec::new();
     for manifest in &manifests {
@@ -299,7 +310,10 @@ pub fn batch(args: &BatchArgs) -> Result<()> {
         };
         println!("== {name} ({})", manifest.display());
         match profile(&targs) {
-            Ok(r) => rows.push((name, Ok(r.metrics.map(|m| m.validation_esr).unwrap_or(f64::NAN)))),
+            Ok(r) => rows.push((
+                name,
+                Ok(r.metrics.map(|m| m.validation_esr).unwrap_or(f64::NAN)),
+            )),
             Err(e) => {
                 eprintln!("error: {}", crate::error_line(&e));
                 rows.push((name, Err(crate::error_line(&e))));

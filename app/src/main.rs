@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fxtwin", version, about = "Learn knob-aware digital twins of audio gear")]
+#[command(
+    name = "fxtwin",
+    version,
+    about = "Learn knob-aware digital twins of audio gear"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -37,7 +37,11 @@ impl ProfileReport {
         let txt_path = dir.join("report.txt");
         dsp::fsutil::write_atomic(&txt_path, self.summary().as_bytes())
             .with_context(|| format!("{}: cannot write report", txt_path.display()))?;
-        println!("report written to {} and {}", json_path.display(), txt_path.display());
+        println!(
+            "report written to {} and {}",
+            json_path.display(),
+            txt_path.display()
+        );
         Ok(())
     }
 
@@ -57,7 +61,10 @@ impl ProfileReport {
             );
         }
         if let Some(m) = &self.metrics {
-            s += &format!("validation ESR (held-out time segments): {:.5}\n", m.validation_esr);
+            s += &format!(
+                "validation ESR (held-out time segments): {:.5}\n",
+                m.validation_esr
+            );
             if let Some(k) = m.holdout_knob_esr {
                 s += &format!("validation ESR (held-out knob settings): {k:.5}\n");
             }

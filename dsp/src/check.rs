@@ -182,7 +182,9 @@ pub fn prepare_pair(manifest: &Manifest, index: usize) -> Result<PreparedPair, C
         }
     }
     if alignment.inverted {
-        warnings.push("wet is polarity-inverted against dry; the model will learn the inversion".into());
+        warnings.push(
+            "wet is polarity-inverted against dry; the model will learn the inversion".into(),
+        );
     }
     if let Some(esr) = replicate_esr {
         if esr > 0.01 {

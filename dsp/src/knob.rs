@@ -49,9 +49,19 @@ pub enum KnobError {
     #[error("knob {name:?}: a log taper needs a minimum above zero, got {min}")]
     LogTaperNeedsPositiveMin { name: String, min: f64 },
     #[error("knob {name:?}: default {default} is outside {min}..{max}")]
-    DefaultOutOfRange { name: String, default: f64, min: f64, max: f64 },
+    DefaultOutOfRange {
+        name: String,
+        default: f64,
+        min: f64,
+        max: f64,
+    },
     #[error("knob {name:?}: value {value} is outside its range {min}..{max}")]
-    OutOfRange { name: String, value: f64, min: f64, max: f64 },
+    OutOfRange {
+        name: String,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
     #[error("unknown knob {name:?} (this device has: {known})")]
     Unknown { name: String, known: String },
     #[error("knob {name:?} has no value and no default")]
@@ -163,10 +173,12 @@ pub fn resolve_settings(
     }
     knobs
         .iter()
-        .map(|k| match settings.iter().rev().find(|(n, _)| n == &k.name) {
-            Some((_, v)) => k.check(*v),
-            None => Ok(k.default),
-        })
+        .map(
+            |k| match settings.iter().rev().find(|(n, _)| n == &k.name) {
+                Some((_, v)) => k.check(*v),
+                None => Ok(k.default),
+            },
+        )
         .collect()
 }
 

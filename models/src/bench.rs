@@ -58,7 +58,11 @@ pub fn train_throughput(spec: &BenchSpec) -> Result<Throughput> {
     let y: Vec<f32> = x.iter().map(|v| (3.0 * v).tanh() * 0.5).collect();
     let x = Tensor::from_vec(x, (spec.batch, len), &device)?;
     let y = Tensor::from_vec(y, (spec.batch, len), &device)?;
-    let knobs = Tensor::zeros((spec.batch, spec.knob_count), candle_core::DType::F32, &device)?;
+    let knobs = Tensor::zeros(
+        (spec.batch, spec.knob_count),
+        candle_core::DType::F32,
+        &device,
+    )?;
     let recurrent = matches!(spec.network, Network::Recurrent(_));
 
     let mut steps = 0;

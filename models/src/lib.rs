@@ -2,11 +2,11 @@
 //!
 //! Trained models leave this crate only as model files written through `dsp::model`.
 
-pub mod losses;
-pub mod ops;
-pub mod net;
-pub mod presets;
-pub mod optim;
-pub mod data;
-pub mod train;
 pub mod bench;
+pub mod data;
+pub mod losses;
+pub mod net;
+pub mod ops;
+pub mod optim;
+pub mod presets;
+pub mod train;

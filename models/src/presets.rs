@@ -35,8 +35,16 @@ const CONV_LAYOUTS: [(&str, usize, &[usize]); 3] = [
 pub fn all() -> Vec<Preset> {
     let mut presets = Vec::new();
     for (cell, prefix, summary) in [
-        (Cell::Lstm, "lstm", "LSTM, knobs concatenated to the input, input skip"),
-        (Cell::Gru, "gru", "GRU, knobs concatenated to the input, input skip"),
+        (
+            Cell::Lstm,
+            "lstm",
+            "LSTM, knobs concatenated to the input, input skip",
+        ),
+        (
+            Cell::Gru,
+            "gru",
+            "GRU, knobs concatenated to the input, input skip",
+        ),
     ] {
         for hidden in RECURRENT_SIZES {
             presets.push(Preset {
@@ -198,7 +206,11 @@ pub fn find(name: &str) -> Result<Preset, UnknownPreset> {
         .find(|p| p.name == name)
         .ok_or_else(|| UnknownPreset {
             name: name.to_string(),
-            known: all().iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(", "),
+            known: all()
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -215,8 +227,16 @@ mod tests {
 
     #[test]
     fn conv_receptive_fields_match_their_names_at_48khz() {
-        for (name, lo_ms, hi_ms) in [("tcn-45", 40.0, 50.0), ("gcn-250", 220.0, 260.0), ("tcn-2500", 2400.0, 2600.0)] {
-            let rf = find(name).unwrap().network.receptive_field_samples().unwrap();
+        for (name, lo_ms, hi_ms) in [
+            ("tcn-45", 40.0, 50.0),
+            ("gcn-250", 220.0, 260.0),
+            ("tcn-2500", 2400.0, 2600.0),
+        ] {
+            let rf = find(name)
+                .unwrap()
+                .network
+                .receptive_field_samples()
+                .unwrap();
             let ms = rf as f64 / 48.0;
             assert!((lo_ms..hi_ms).contains(&ms), "{name}: {ms} ms");
         }

@@ -257,13 +257,21 @@ fn validate(
             continue;
         }
         let start = pair.validation.start.saturating_sub(context);
-        let x = Tensor::from_slice(&pair.dry[start..pair.validation.end], (1, pair.validation.end - start), &dev)?;
+        let x = Tensor::from_slice(
+            &pair.dry[start..pair.validation.end],
+            (1, pair.validation.end - start),
+            &dev,
+        )?;
         let k = Tensor::from_slice(&pair.knobs, (1, pair.knobs.len()), &dev)?;
         let (y, _) = net.forward(&x, &k, None)?;
         let y = y.squeeze(0)?.to_vec1::<f32>()?;
         let pred = &y[y.len() - pair.validation.len()..];
         let target = &pair.wet[pair.validation.clone()];
-        let e: f64 = pred.iter().zip(target).map(|(p, t)| ((p - t) as f64).powi(2)).sum();
+        let e: f64 = pred
+            .iter()
+            .zip(target)
+            .map(|(p, t)| ((p - t) as f64).powi(2))
+            .sum();
         let s: f64 = target.iter().map(|t| (*t as f64).powi(2)).sum();
         if pair.holdout_knob {
             any_knob = true;
@@ -276,7 +284,14 @@ fn validate(
     }
     let time = pooled_esr(time_err, time_sig);
     let knob = any_knob.then(|| pooled_esr(knob_err, knob_sig));
-    Ok((if time_sig > 0.0 { time } else { knob.unwrap_or(f64::NAN) }, knob))
+    Ok((
+        if time_sig > 0.0 {
+            time
+        } else {
+            knob.unwrap_or(f64::NAN)
+        },
+        knob,
+    ))
 }
 
 /// Trains a model on `data`. See the module docs for the loop and its guarantees.
@@ -342,8 +357,16 @@ pub fn train(
         opt = AdamW::new(net.all_vars(), opt.params)?;
         opt.params.learning_rate = st.learning_rate;
         opt.step = st.adam_step;
-        opt.m = st.adam_m.iter().map(|w| from_wt(w, &device)).collect::<Result<_, _>>()?;
-        opt.v = st.adam_v.iter().map(|w| from_wt(w, &device)).collect::<Result<_, _>>()?;
+        opt.m = st
+            .adam_m
+            .iter()
+            .map(|w| from_wt(w, &device))
+            .collect::<Result<_, _>>()?;
+        opt.v = st
+            .adam_v
+            .iter()
+            .map(|w| from_wt(w, &device))
+            .collect::<Result<_, _>>()?;
         on_event(&TrainEvent::Resumed {
             epoch: st.epoch,
             step: st.step_in_epoch,
@@ -376,9 +399,7 @@ pub fn train(
         while st.step_in_epoch < steps_per_epoch {
             // Stop requests and the time budget are honoured between steps.
             let interrupted = opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
-            let out_of_time = cfg
-                .max_minutes
-                .is_some_and(|m| elapsed() >= m * 60.0);
+            let out_of_time = cfg.max_minutes.is_some_and(|m| elapsed() >= m * 60.0);
             if interrupted || out_of_time {
                 save(&mut st, &net, &opt)?;
                 break 'training if interrupted {
@@ -463,7 +484,11 @@ pub fn train(
 
     // The best weights seen, or the current ones if no epoch finished.
     let (weights, val, knob_val) = match &st.best_weights {
-        Some(w) => (w.clone(), st.best_validation_esr.unwrap_or(f64::NAN), st.best_holdout_knob_esr),
+        Some(w) => (
+            w.clone(),
+            st.best_validation_esr.unwrap_or(f64::NAN),
+            st.best_holdout_knob_esr,
+        ),
         None => {
             let (v, k) = validate(&net, data, cfg)?;
             (net.to_weights()?, v, k)

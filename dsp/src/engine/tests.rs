@@ -64,7 +64,11 @@ fn block_size_does_not_change_output() {
             match &reference {
                 None => reference = Some(out),
                 Some(r) => {
-                    let err = r.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                    let err = r
+                        .iter()
+                        .zip(&out)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
                     assert!(err <= 1e-6, "{name}: block {block} differs by {err}");
                 }
             }
@@ -89,7 +93,10 @@ fn conv_kernel_matches_direct_convolution() {
     let w = &model.weight("blocks.0.conv.w").data;
     let b = model.weight("blocks.0.conv.b").data[0];
     let r = model.weight("blocks.0.res.w").data[0];
-    let (hw, hb) = (model.weight("head.w").data[0], model.weight("head.b").data[0]);
+    let (hw, hb) = (
+        model.weight("head.w").data[0],
+        model.weight("head.b").data[0],
+    );
     let input = music_like(300, 3);
     let mut player = Player::new(&model, 64).unwrap();
     let out = render(&mut player, &input, 50);
@@ -122,7 +129,10 @@ fn nan_input_does_not_poison_state() {
             .zip(&b[1536..])
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max);
-        assert!(tail_err < 0.5, "{name}: still off by {tail_err} a block later");
+        assert!(
+            tail_err < 0.5,
+            "{name}: still off by {tail_err} a block later"
+        );
     }
 }
 
@@ -145,7 +155,10 @@ fn knob_change_glides_without_steps() {
         .fold(0.0, f32::max);
     let total_move = (out[9599] - out[4799]).abs();
     assert!(total_move > 0.01, "knob had no effect ({total_move})");
-    assert!(max_step < total_move / 20.0, "step {max_step} vs move {total_move}");
+    assert!(
+        max_step < total_move / 20.0,
+        "step {max_step} vs move {total_move}"
+    );
 }
 
 #[test]

@@ -158,11 +158,10 @@ impl ModelFile {
     /// Parses model-file JSON; `origin` names the file in errors.
     pub fn from_json(text: &str, origin: &Path) -> Result<Self, ModelFileError> {
         let path = origin.to_path_buf();
-        let header: Header =
-            serde_json::from_str(text).map_err(|e| ModelFileError::NotAModel {
-                path: path.clone(),
-                reason: format!("not valid JSON: {e}"),
-            })?;
+        let header: Header = serde_json::from_str(text).map_err(|e| ModelFileError::NotAModel {
+            path: path.clone(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
         if header.format.as_deref() != Some(FORMAT_ID) {
             return Err(ModelFileError::NotAModel {
                 path,

@@ -91,7 +91,10 @@ fn wrong_weight_shape_names_the_weight() {
     let mut model = random_model(lstm(4), 1, 3);
     model.weights.get_mut("rnn.w_hh").unwrap().shape = vec![4, 16];
     let err = ModelFile::from_json(&model.to_json(), Path::new("bad.json")).unwrap_err();
-    assert!(err.to_string().contains("\"rnn.w_hh\" has shape [4, 16]"), "{err}");
+    assert!(
+        err.to_string().contains("\"rnn.w_hh\" has shape [4, 16]"),
+        "{err}"
+    );
 }
 
 #[test]
