@@ -154,6 +154,38 @@ pub fn esr(pred: &Tensor, target: &Tensor, pre_emphasis: Option<f32>) -> Result<
     Ok((error_power / signal_power)?)
 }
 
+/// Power floor of [`esr_per_segment`]: a mean power of -60 dBFS. A segment quieter than this
+/// (a pause) is judged as if it were this loud, so it cannot dominate the batch.
+pub const SEGMENT_POWER_FLOOR: f64 = 1e-6;
+
+/// ESR per segment, averaged over the batch: `mean_b(Σ_t (t - p)² / (Σ_t t² + T·floor))` with
+/// the floor [`SEGMENT_POWER_FLOOR`].
+///
+/// Unlike the pooled [`esr`], every segment counts by its *relative* error, so a knob setting
+/// whose output is 30 dB quieter than another (a compressor at a low threshold and high ratio)
+/// weighs as much in training as the loud ones. With the pooled form, such settings barely
+/// move the loss and a model fits them far worse.
+///
+/// # Errors
+/// As [`esr`].
+pub fn esr_per_segment(
+    pred: &Tensor,
+    target: &Tensor,
+    pre_emphasis: Option<f32>,
+) -> Result<Tensor, LossError> {
+    check_pair("ESR", pred, target, 2)?;
+    let (pred, target) = match pre_emphasis {
+        Some(coeff) => (
+            self::pre_emphasis(pred, coeff)?,
+            self::pre_emphasis(target, coeff)?,
+        ),
+        None => (pred.clone(), target.clone()),
+    };
+    let error_power = (&target - &pred)?.sqr()?.mean(1)?;
+    let signal_power = (target.sqr()?.mean(1)? + SEGMENT_POWER_FLOOR)?;
+    Ok((error_power / signal_power)?.mean_all()?)
+}
+
 /// Mean absolute error over all samples of the batch.
 ///
 /// # Errors
@@ -191,6 +223,10 @@ pub struct LossConfig {
     /// Pre-emphasis coefficient for the ESR term, in (-1, 1), or `None` for plain ESR.
     /// Default `Some(0.85)`.
     pub esr_pre_emphasis: Option<f32>,
+    /// Normalise the ESR per segment ([`esr_per_segment`]) rather than over the whole batch
+    /// ([`esr`]). Default true: knob-conditioned datasets mix settings whose output levels
+    /// differ by tens of dB.
+    pub esr_per_segment: bool,
     /// Weight of [`l1`]; >= 0. Default 0.
     pub l1: f32,
     /// Weight of the multi-resolution STFT loss ([`MrStftLoss`], default resolutions);
@@ -205,6 +241,7 @@ impl Default for LossConfig {
         Self {
             esr: 1.0,
             esr_pre_emphasis: Some(DEFAULT_PRE_EMPHASIS),
+            esr_per_segment: true,
             l1: 0.0,
             mr_stft: 0.0,
             dc: 1.0,
@@ -321,7 +358,11 @@ impl Loss {
         target: &Tensor,
     ) -> Result<(Tensor, LossParts), LossError> {
         // Evaluate each term.
-        let esr_t = esr(pred, target, self.cfg.esr_pre_emphasis)?;
+        let esr_t = if self.cfg.esr_per_segment {
+            esr_per_segment(pred, target, self.cfg.esr_pre_emphasis)?
+        } else {
+            esr(pred, target, self.cfg.esr_pre_emphasis)?
+        };
         let l1_t = l1(pred, target)?;
         let dc_t = dc(pred, target)?;
         let mr_t = match &self.mr_stft {

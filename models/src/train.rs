@@ -28,6 +28,8 @@ use crate::optim::{clip_factor, AdamW, AdamWParams};
 /// Checkpoint file name inside the output directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 const CHECKPOINT_VERSION: u32 = 1;
+/// Block size of the engine during validation.
+const VALIDATION_BLOCK: usize = 4096;
 /// Default burn-in of networks with unbounded memory, in samples.
 pub const RECURRENT_BURN_IN_SAMPLES: usize = 1024;
 
@@ -164,6 +166,8 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Loss(#[from] crate::losses::LossError),
+    #[error("validation could not run the model: {0}")]
+    Validation(String),
     #[error("{path}: cannot write checkpoint: {source}")]
     CheckpointWrite {
         path: PathBuf,
@@ -242,38 +246,86 @@ fn pooled_esr(err_sq: f64, sig_sq: f64) -> f64 {
     err_sq / sig_sq.max(1e-12)
 }
 
+/// The model file for `weights` trained on `data` (metadata is filled in at the end of a run).
+fn model_file(
+    data: &Dataset,
+    cfg: &TrainConfig,
+    weights: BTreeMap<String, WeightTensor>,
+) -> ModelFile {
+    ModelFile {
+        format: model::FORMAT_ID.into(),
+        schema_version: [model::SCHEMA_MAJOR, model::SCHEMA_MINOR],
+        name: data.name.clone(),
+        sample_rate_hz: data.sample_rate_hz,
+        knobs: data.knobs.clone(),
+        network: cfg.network.clone(),
+        weights,
+        training: None,
+        metrics: None,
+    }
+}
+
 /// Validation ESR on held-out time segments and, separately, on held-out knob settings.
+///
+/// Runs the real-time engine (`dsp::engine::Player`), which computes the same function as the
+/// candle forward (parity is tested) in constant memory and is exactly what a user will hear.
+/// Each pair plays from the start of its file up to the end of its held-out region, so the
+/// model's state at the region is the one it has in use; pairs run on parallel threads.
 fn validate(
     net: &TrainableNet,
     data: &Dataset,
     cfg: &TrainConfig,
-) -> candle_core::Result<(f64, Option<f64>)> {
-    let dev = net.device().clone();
-    let context = net.warmup_samples() + cfg.burn_in_samples;
+) -> Result<(f64, Option<f64>), TrainError> {
+    let model = model_file(data, cfg, net.to_weights()?);
+    let player = dsp::engine::Player::new(&model, VALIDATION_BLOCK)
+        .map_err(|e| TrainError::Validation(e.to_string()))?;
+    let pairs: Vec<&crate::data::Pair> = data
+        .pairs
+        .iter()
+        .filter(|p| !p.validation.is_empty())
+        .collect();
+
+    // (error energy, signal energy, held-out knob?) per pair.
+    let threads = candle_core::utils::get_num_threads().clamp(1, pairs.len().max(1));
+    let per_thread = pairs.len().div_ceil(threads).max(1);
+    let sums: Vec<(f64, f64, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .chunks(per_thread)
+            .map(|group| {
+                let mut player = player.clone();
+                scope.spawn(move || {
+                    group
+                        .iter()
+                        .map(|pair| {
+                            player.set_knobs_normalized(&pair.knobs);
+                            player.reset();
+                            let end = pair.validation.end;
+                            let mut out = vec![0.0f32; end];
+                            player.process(&pair.dry[..end], &mut out);
+                            let pred = &out[pair.validation.clone()];
+                            let target = &pair.wet[pair.validation.clone()];
+                            let e: f64 = pred
+                                .iter()
+                                .zip(target)
+                                .map(|(p, t)| ((p - t) as f64).powi(2))
+                                .sum();
+                            let s: f64 = target.iter().map(|t| (*t as f64).powi(2)).sum();
+                            (e, s, pair.holdout_knob)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("validation thread panicked"))
+            .collect()
+    });
+
     let (mut time_err, mut time_sig, mut knob_err, mut knob_sig) = (0.0, 0.0, 0.0, 0.0);
     let mut any_knob = false;
-    for pair in &data.pairs {
-        if pair.validation.is_empty() {
-            continue;
-        }
-        let start = pair.validation.start.saturating_sub(context);
-        let x = Tensor::from_slice(
-            &pair.dry[start..pair.validation.end],
-            (1, pair.validation.end - start),
-            &dev,
-        )?;
-        let k = Tensor::from_slice(&pair.knobs, (1, pair.knobs.len()), &dev)?;
-        let (y, _) = net.forward(&x, &k, None)?;
-        let y = y.squeeze(0)?.to_vec1::<f32>()?;
-        let pred = &y[y.len() - pair.validation.len()..];
-        let target = &pair.wet[pair.validation.clone()];
-        let e: f64 = pred
-            .iter()
-            .zip(target)
-            .map(|(p, t)| ((p - t) as f64).powi(2))
-            .sum();
-        let s: f64 = target.iter().map(|t| (*t as f64).powi(2)).sum();
-        if pair.holdout_knob {
+    for (e, s, knob) in sums {
+        if knob {
             any_knob = true;
             knob_err += e;
             knob_sig += s;
@@ -282,16 +334,13 @@ fn validate(
             time_sig += s;
         }
     }
-    let time = pooled_esr(time_err, time_sig);
     let knob = any_knob.then(|| pooled_esr(knob_err, knob_sig));
-    Ok((
-        if time_sig > 0.0 {
-            time
-        } else {
-            knob.unwrap_or(f64::NAN)
-        },
-        knob,
-    ))
+    let time = if time_sig > 0.0 {
+        pooled_esr(time_err, time_sig)
+    } else {
+        knob.unwrap_or(f64::NAN)
+    };
+    Ok((time, knob))
 }
 
 /// Trains a model on `data`. See the module docs for the loop and its guarantees.
@@ -494,28 +543,20 @@ pub fn train(
             (net.to_weights()?, v, k)
         }
     };
-    let model = ModelFile {
-        format: model::FORMAT_ID.into(),
-        schema_version: [model::SCHEMA_MAJOR, model::SCHEMA_MINOR],
-        name: data.name.clone(),
-        sample_rate_hz: data.sample_rate_hz,
-        knobs: data.knobs.clone(),
-        network: cfg.network.clone(),
-        weights,
-        training: Some(TrainingInfo {
-            preset: cfg.preset.clone(),
-            dataset: data.name.clone(),
-            seed: cfg.seed,
-            epochs: st.epoch,
-            steps: st.global_step as usize,
-            train_seconds: elapsed(),
-            parameters: cfg.network.parameter_count(knob_count),
-        }),
-        metrics: Some(Metrics {
-            validation_esr: val,
-            holdout_knob_esr: knob_val,
-        }),
-    };
+    let mut model = model_file(data, cfg, weights);
+    model.training = Some(TrainingInfo {
+        preset: cfg.preset.clone(),
+        dataset: data.name.clone(),
+        seed: cfg.seed,
+        epochs: st.epoch,
+        steps: st.global_step as usize,
+        train_seconds: elapsed(),
+        parameters: cfg.network.parameter_count(knob_count),
+    });
+    model.metrics = Some(Metrics {
+        validation_esr: val,
+        holdout_knob_esr: knob_val,
+    });
     Ok(TrainOutcome {
         model,
         history: st.history,

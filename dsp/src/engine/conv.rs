@@ -8,6 +8,7 @@ use super::film::Film;
 use super::{sigmoid, Kernel};
 use crate::model::{Activation, ConvNet, ModelFile};
 
+#[derive(Clone)]
 struct Block {
     c_in: usize,
     kernel_size: usize,
@@ -25,6 +26,7 @@ struct Block {
     z: Vec<f32>,
 }
 
+#[derive(Clone)]
 pub(super) struct ConvKernel {
     channels: usize,
     activation: Activation,
@@ -171,6 +173,16 @@ impl Kernel for ConvKernel {
     fn reset(&mut self) {
         for block in &mut self.blocks {
             block.input.fill(0.0);
+        }
+        // Settle on silence: each zero sample through the stack settles one more block (see
+        // `hold_newest_history`).
+        let mut out = [0.0f32];
+        for _ in 0..self.blocks.len() {
+            self.process(&[0.0], &mut out);
+            for block in &mut self.blocks {
+                let stride = block.history + self.max_block;
+                super::hold_newest_history(&mut block.input, block.c_in, stride, block.history);
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use super::recurrent::dot;
 use crate::model::{FilmSpec, ModelFile};
 
 /// The knob MLP `knobs -> tanh(W1 k + b1) -> W2 h + b2`.
+#[derive(Clone)]
 struct Mlp {
     hidden: usize,
     /// `[F, K]`, `[F]`, `[out, F]`, `[out]`.
@@ -21,6 +22,7 @@ struct Mlp {
 ///
 /// Offsets are laid out per block as `width` scale offsets then `width` shifts; the
 /// modulation of block `l`, feature `j` is `scale = 1 + (static + tv)`, `shift = static + tv`.
+#[derive(Clone)]
 pub(super) struct Film {
     width: usize,
     mlp: Option<Mlp>,

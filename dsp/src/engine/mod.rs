@@ -39,6 +39,7 @@ trait Kernel {
     fn state_is_finite(&self) -> bool;
 }
 
+#[derive(Clone)]
 enum AnyKernel {
     Recurrent(recurrent::RecurrentKernel),
     Conv(conv::ConvKernel),
@@ -62,6 +63,7 @@ impl AnyKernel {
 }
 
 /// Plays one model in real time.
+#[derive(Clone)]
 pub struct Player {
     kernel: AnyKernel,
     knob_specs: Vec<crate::knob::KnobSpec>,
@@ -209,6 +211,29 @@ impl Player {
     /// The model's knobs, in order.
     pub fn knob_specs(&self) -> &[crate::knob::KnobSpec] {
         &self.knob_specs
+    }
+}
+
+/// Fills the history part of a channel-major buffer (stride `stride`, first `history` samples
+/// of each channel) with each channel's newest history sample.
+///
+/// Convolution kernels call this while settling on silence after a reset: training sees a
+/// silent past before the first sample, and under silence every block past the first holds a
+/// constant input (its predecessor's response to silence, non-zero through biases and FiLM),
+/// not zero.
+pub(crate) fn hold_newest_history(
+    buffer: &mut [f32],
+    channels: usize,
+    stride: usize,
+    history: usize,
+) {
+    if history == 0 {
+        return;
+    }
+    for ch in 0..channels {
+        let h = &mut buffer[ch * stride..ch * stride + history];
+        let newest = h[history - 1];
+        h.fill(newest);
     }
 }
 

@@ -3,6 +3,7 @@
 use super::{sigmoid, Kernel};
 use crate::model::{Cell, ModelFile, RecurrentNet};
 
+#[derive(Clone)]
 pub(super) struct RecurrentKernel {
     cell: Cell,
     hidden: usize,

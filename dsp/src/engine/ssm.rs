@@ -7,6 +7,7 @@ use super::recurrent::dot;
 use super::Kernel;
 use crate::model::{discretize, ModelFile, SsmNet};
 
+#[derive(Clone)]
 struct Block {
     /// Discretised `Ā` and `B̄`, `[C*N]` channel-major.
     a_re: Vec<f32>,
@@ -25,6 +26,7 @@ struct Block {
     s_im: Vec<f32>,
 }
 
+#[derive(Clone)]
 pub(super) struct SsmKernel {
     channels: usize,
     states: usize,

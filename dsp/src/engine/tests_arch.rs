@@ -230,7 +230,14 @@ fn wavenet_kernel_matches_direct_formulas() {
         player.set_knobs_normalized(&[0.2, 0.9]);
         player.reset();
         let out = render(&mut player, &input, 100);
-        let expected = wavenet_reference(&model, spec, &[0.2, 0.9], &input);
+        // After a reset the player behaves as if the input had always been silent, so the
+        // reference (which starts every layer from zero) runs over a silent receptive field
+        // first and its output there is dropped.
+        let rf = model.network.receptive_field_samples().unwrap();
+        let padded: Vec<f32> = std::iter::repeat_n(0.0, rf)
+            .chain(input.iter().copied())
+            .collect();
+        let expected = wavenet_reference(&model, spec, &[0.2, 0.9], &padded)[rf..].to_vec();
         let err = max_abs_diff(&out, &expected);
         assert!(
             err <= 1e-5,

@@ -25,6 +25,7 @@ impl Modulated for super::ssm::SsmKernel {
 }
 
 /// The block-rate LSTM and its read-out.
+#[derive(Clone)]
 struct Controller {
     hidden: usize,
     /// `[4H, 1+K]`, `[4H, H]`, `[4H]` (gates i, f, g, o).
@@ -72,6 +73,7 @@ impl Controller {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct TvFilm<K> {
     inner: K,
     controller: Controller,
@@ -143,13 +145,15 @@ impl<K: Modulated> Kernel for TvFilm<K> {
     }
 
     fn reset(&mut self) {
-        self.inner.reset();
+        // The controller first, so the inner network settles on silence under the modulation
+        // it starts with.
         self.controller.h.fill(0.0);
         self.controller.c.fill(0.0);
         self.controller.read_out();
         self.inner
             .film_mut()
             .set_time_varying(&self.controller.offsets);
+        self.inner.reset();
         self.position = 0;
         self.sum_sq = 0.0;
     }

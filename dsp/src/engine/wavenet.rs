@@ -10,6 +10,7 @@ use super::recurrent::dot;
 use super::{sigmoid, Kernel};
 use crate::model::{Activation, ModelFile, WaveNetNet};
 
+#[derive(Clone)]
 struct Layer {
     kernel_size: usize,
     dilation: usize,
@@ -31,6 +32,7 @@ struct Layer {
     input: Vec<f32>,
 }
 
+#[derive(Clone)]
 struct Array {
     channels: usize,
     activation: Activation,
@@ -55,6 +57,7 @@ struct Array {
     head_out: Vec<f32>,
 }
 
+#[derive(Clone)]
 pub(super) struct WaveNetKernel {
     max_block: usize,
     knob_count: usize,
@@ -287,6 +290,21 @@ impl Kernel for WaveNetKernel {
     fn reset(&mut self) {
         for layer in self.arrays.iter_mut().flat_map(|a| a.layers.iter_mut()) {
             layer.input.fill(0.0);
+        }
+        // Settle on silence: each zero sample through the arrays settles one more layer (see
+        // `hold_newest_history`).
+        let layers: usize = self.arrays.iter().map(|a| a.layers.len()).sum();
+        let max_block = self.max_block;
+        let mut out = [0.0f32];
+        for _ in 0..layers {
+            self.process(&[0.0], &mut out);
+            for array in &mut self.arrays {
+                let channels = array.channels;
+                for layer in &mut array.layers {
+                    let stride = layer.history + max_block;
+                    super::hold_newest_history(&mut layer.input, channels, stride, layer.history);
+                }
+            }
         }
     }
 

@@ -241,6 +241,7 @@ fn loss_total_is_weighted_sum_of_parts() {
     let cfg = LossConfig {
         esr: 1.0,
         esr_pre_emphasis: Some(0.85),
+        esr_per_segment: false,
         l1: 0.5,
         mr_stft: 2.0,
         dc: 0.25,
@@ -304,31 +305,9 @@ fn loss_config_fills_defaults_and_rejects_bad_values() {
         mr_stft: 0.0,
         dc: 0.0,
         esr_pre_emphasis: None,
+        esr_per_segment: false,
     };
     assert!(Loss::new(&all_off, &Device::Cpu).is_err());
-}
-
-/// Time of one MR-STFT forward + backward at training size. Run with
-/// `cargo test --profile ci -p fxtwin-models --lib losses -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing report, not a check"]
-fn time_mr_stft_forward_backward() {
-    let (b_sz, len) = (4, 48_000);
-    let target = batch(uniform(b_sz * len, 0.5, 9), b_sz);
-    let pred = Var::from_tensor(&batch(uniform(b_sz * len, 0.5, 10), b_sz)).unwrap();
-    let loss = MrStftLoss::new(&StftResolution::DEFAULTS, &Device::Cpu).unwrap();
-    let reps = 3;
-    let start = std::time::Instant::now();
-    for _ in 0..reps {
-        let value = loss.compute(pred.as_tensor(), &target).unwrap();
-        let _ = value.backward().unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64() / reps as f64;
-    println!(
-        "MR-STFT B={b_sz} T={len}: forward+backward {:.0} ms, {:.2e} samples/s",
-        secs * 1e3,
-        (b_sz * len) as f64 / secs
-    );
 }
 
 #[test]

@@ -636,27 +636,4 @@ mod tests {
         );
     }
 
-    /// Throughput of forward + backward at training size. Run with
-    /// `cargo test --profile ci -p fxtwin-models --lib scan -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "timing report, not a check"]
-    fn time_forward_backward() {
-        let (b_sz, t_len, n) = (4, 48_000, 16);
-        let inst = Instance::new(b_sz, t_len, n, 4);
-        let v = inst.vars(&Device::Cpu);
-        let start = std::time::Instant::now();
-        let reps = 5;
-        for _ in 0..reps {
-            let (fr, fi) = fused(&v);
-            let loss = (fr.sum_all().unwrap() + fi.sum_all().unwrap()).unwrap();
-            let _ = loss.backward().unwrap();
-        }
-        let secs = start.elapsed().as_secs_f64() / reps as f64;
-        let samples_per_s = (b_sz * t_len) as f64 / secs;
-        println!(
-            "diag_scan B={b_sz} T={t_len} N={n}: forward+backward {:.1} ms, {:.2e} samples/s",
-            secs * 1e3,
-            samples_per_s
-        );
-    }
 }
