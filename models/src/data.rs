@@ -78,6 +78,23 @@ impl Dataset {
         })
     }
 
+    /// Mean power of each pair's wet recording over its training region (the whole recording
+    /// for held-out pairs), pre-emphasised like the ESR: the normalisers of
+    /// [`crate::losses::esr_per_recording`].
+    pub fn recording_powers(&self, pre_emphasis: Option<f32>) -> Vec<f32> {
+        self.pairs
+            .iter()
+            .map(|p| {
+                let region = if p.train.is_empty() {
+                    0..p.wet.len()
+                } else {
+                    p.train.clone()
+                };
+                crate::losses::recording_power(&p.wet[region], pre_emphasis)
+            })
+            .collect()
+    }
+
     /// Samples available for training batches.
     pub fn train_samples(&self) -> usize {
         self.pairs.iter().map(|p| p.train.len()).sum()
@@ -85,16 +102,22 @@ impl Dataset {
 
     /// Draws `batch` random segments of `len` samples from the training regions, each pair
     /// chosen with probability proportional to its training length. Returns dry `[B, len]`,
-    /// wet `[B, len]` and knobs `[B, K]`. `None` when no pair has `len` training samples.
+    /// wet `[B, len]`, knobs `[B, K]` and the index of each item's pair. `None` when no pair
+    /// has `len` training samples.
     pub fn random_batch<R: Rng>(
         &self,
         rng: &mut R,
         batch: usize,
         len: usize,
         device: &Device,
-    ) -> CandleResult<Option<(Tensor, Tensor, Tensor)>> {
-        let usable: Vec<&Pair> = self.pairs.iter().filter(|p| p.train.len() >= len).collect();
-        let total: usize = usable.iter().map(|p| p.train.len() - len + 1).sum();
+    ) -> CandleResult<Option<(Tensor, Tensor, Tensor, Vec<usize>)>> {
+        let usable: Vec<(usize, &Pair)> = self
+            .pairs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.train.len() >= len)
+            .collect();
+        let total: usize = usable.iter().map(|(_, p)| p.train.len() - len + 1).sum();
         if total == 0 {
             return Ok(None);
         }
@@ -102,12 +125,14 @@ impl Dataset {
         let mut dry = Vec::with_capacity(batch * len);
         let mut wet = Vec::with_capacity(batch * len);
         let mut knobs = Vec::with_capacity(batch * k);
+        let mut items = Vec::with_capacity(batch);
         for _ in 0..batch {
             // One draw over all valid start positions weights pairs by their length.
             let mut pick = rng.random_range(0..total);
-            for p in &usable {
+            for &(index, p) in &usable {
                 let starts = p.train.len() - len + 1;
                 if pick < starts {
+                    items.push(index);
                     let s = p.train.start + pick;
                     dry.extend_from_slice(&p.dry[s..s + len]);
                     wet.extend_from_slice(&p.wet[s..s + len]);
@@ -121,6 +146,7 @@ impl Dataset {
             Tensor::from_vec(dry, (batch, len), device)?,
             Tensor::from_vec(wet, (batch, len), device)?,
             Tensor::from_vec(knobs, (batch, k), device)?,
+            items,
         )))
     }
 }

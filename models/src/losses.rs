@@ -154,26 +154,33 @@ pub fn esr(pred: &Tensor, target: &Tensor, pre_emphasis: Option<f32>) -> Result<
     Ok((error_power / signal_power)?)
 }
 
-/// Power floor of [`esr_per_segment`]: a mean power of -60 dBFS. A segment quieter than this
-/// (a pause) is judged as if it were this loud, so it cannot dominate the batch.
-pub const SEGMENT_POWER_FLOOR: f64 = 1e-6;
-
-/// ESR per segment, averaged over the batch: `mean_b(Σ_t (t - p)² / (Σ_t t² + T·floor))` with
-/// the floor [`SEGMENT_POWER_FLOOR`].
+/// ESR with every segment judged against the power of the recording it was cut from:
+/// `mean_b(mean_t((t - p)²) / (power_b + ε))`, `power_b` the mean power of segment `b`'s whole
+/// recording (pre-emphasised like the signals), `ε` = [`POWER_EPS`].
 ///
-/// Unlike the pooled [`esr`], every segment counts by its *relative* error, so a knob setting
-/// whose output is 30 dB quieter than another (a compressor at a low threshold and high ratio)
-/// weighs as much in training as the loud ones. With the pooled form, such settings barely
-/// move the loss and a model fits them far worse.
+/// The pooled [`esr`] lets loud recordings dominate: a compressor at a low threshold and high
+/// ratio, whose output is tens of dB quieter than at gentle settings, barely moves it and is
+/// fitted far worse. Normalising by each segment's own power instead would let pauses and
+/// decays dominate. The recording's power weighs every knob setting equally and keeps each
+/// setting's loud and quiet passages in proportion.
 ///
 /// # Errors
-/// As [`esr`].
-pub fn esr_per_segment(
+/// As [`esr`], and [`LossError::Shape`] when `power` is not `[B]`.
+pub fn esr_per_recording(
     pred: &Tensor,
     target: &Tensor,
     pre_emphasis: Option<f32>,
+    power: &Tensor,
 ) -> Result<Tensor, LossError> {
     check_pair("ESR", pred, target, 2)?;
+    let batch = pred.dim(0)?;
+    if power.dims() != [batch] {
+        return Err(LossError::Shape {
+            loss: "ESR (per recording)",
+            pred: pred.dims().to_vec(),
+            target: power.dims().to_vec(),
+        });
+    }
     let (pred, target) = match pre_emphasis {
         Some(coeff) => (
             self::pre_emphasis(pred, coeff)?,
@@ -182,8 +189,21 @@ pub fn esr_per_segment(
         None => (pred.clone(), target.clone()),
     };
     let error_power = (&target - &pred)?.sqr()?.mean(1)?;
-    let signal_power = (target.sqr()?.mean(1)? + SEGMENT_POWER_FLOOR)?;
-    Ok((error_power / signal_power)?.mean_all()?)
+    let power = (power.to_dtype(error_power.dtype())? + POWER_EPS)?;
+    Ok((error_power / power)?.mean_all()?)
+}
+
+/// Mean power of `wet`, pre-emphasised with `pre_emphasis` when given: the normaliser of
+/// [`esr_per_recording`] for segments cut from `wet`.
+pub fn recording_power(wet: &[f32], pre_emphasis: Option<f32>) -> f32 {
+    let sum: f64 = match pre_emphasis {
+        Some(a) => wet
+            .windows(2)
+            .map(|w| ((w[1] - a * w[0]) as f64).powi(2))
+            .sum(),
+        None => wet.iter().map(|&v| (v as f64).powi(2)).sum(),
+    };
+    (sum / wet.len().max(1) as f64) as f32
 }
 
 /// Mean absolute error over all samples of the batch.
@@ -223,10 +243,11 @@ pub struct LossConfig {
     /// Pre-emphasis coefficient for the ESR term, in (-1, 1), or `None` for plain ESR.
     /// Default `Some(0.85)`.
     pub esr_pre_emphasis: Option<f32>,
-    /// Normalise the ESR per segment ([`esr_per_segment`]) rather than over the whole batch
-    /// ([`esr`]). Default true: knob-conditioned datasets mix settings whose output levels
-    /// differ by tens of dB.
-    pub esr_per_segment: bool,
+    /// Normalise the ESR of each segment by the power of its recording
+    /// ([`esr_per_recording`]) rather than pooling it over the batch ([`esr`]). Default true:
+    /// knob-conditioned datasets mix settings whose output levels differ by tens of dB. Needs
+    /// the recordings' powers (see [`Loss::compute_with_power`]).
+    pub esr_per_recording: bool,
     /// Weight of [`l1`]; >= 0. Default 0.
     pub l1: f32,
     /// Weight of the multi-resolution STFT loss ([`MrStftLoss`], default resolutions);
@@ -241,7 +262,7 @@ impl Default for LossConfig {
         Self {
             esr: 1.0,
             esr_pre_emphasis: Some(DEFAULT_PRE_EMPHASIS),
-            esr_per_segment: true,
+            esr_per_recording: true,
             l1: 0.0,
             mr_stft: 0.0,
             dc: 1.0,
@@ -357,11 +378,27 @@ impl Loss {
         pred: &Tensor,
         target: &Tensor,
     ) -> Result<(Tensor, LossParts), LossError> {
+        self.compute_with_power(pred, target, None)
+    }
+
+    /// As [`Loss::compute`], with `power` `[B]` the mean power of the recording each segment
+    /// was cut from ([`recording_power`]). With `esr_per_recording` set, the ESR term is then
+    /// [`esr_per_recording`]; without `power` it falls back to the pooled [`esr`].
+    ///
+    /// # Errors
+    /// As [`Loss::compute`].
+    pub fn compute_with_power(
+        &self,
+        pred: &Tensor,
+        target: &Tensor,
+        power: Option<&Tensor>,
+    ) -> Result<(Tensor, LossParts), LossError> {
         // Evaluate each term.
-        let esr_t = if self.cfg.esr_per_segment {
-            esr_per_segment(pred, target, self.cfg.esr_pre_emphasis)?
-        } else {
-            esr(pred, target, self.cfg.esr_pre_emphasis)?
+        let esr_t = match (self.cfg.esr_per_recording, power) {
+            (true, Some(power)) => {
+                esr_per_recording(pred, target, self.cfg.esr_pre_emphasis, power)?
+            }
+            _ => esr(pred, target, self.cfg.esr_pre_emphasis)?,
         };
         let l1_t = l1(pred, target)?;
         let dc_t = dc(pred, target)?;

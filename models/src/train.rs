@@ -365,6 +365,7 @@ pub fn train(
         (data.train_samples() / (cfg.batch_size * cfg.segment_samples)).clamp(10, 500)
     });
     let loss_fn = Loss::new(&cfg.loss, &device)?;
+    let powers = data.recording_powers(cfg.loss.esr_pre_emphasis);
     let mut opt = AdamW::new(
         net.all_vars(),
         AdamWParams {
@@ -459,9 +460,11 @@ pub fn train(
             }
 
             let mut rng = step_rng(cfg.seed, st.global_step);
-            let (x, y, k) = data
+            let (x, y, k, items) = data
                 .random_batch(&mut rng, cfg.batch_size, batch_len, &device)?
                 .expect("checked above that a pair is long enough");
+            let item_power: Vec<f32> = items.iter().map(|&i| powers[i]).collect();
+            let item_power = Tensor::from_vec(item_power, items.len(), &device)?;
             // Burn-in: settle the recurrent state without gradients.
             let state = if cfg.burn_in_samples > 0 {
                 let xb = x.narrow(1, 0, cfg.burn_in_samples)?;
@@ -473,7 +476,7 @@ pub fn train(
             let xs = x.narrow(1, cfg.burn_in_samples, batch_len - cfg.burn_in_samples)?;
             let (pred, _) = net.forward(&xs, &k, state.as_ref())?;
             let target = y.narrow(1, batch_len - cfg.segment_samples, cfg.segment_samples)?;
-            let (loss, _parts) = loss_fn.compute(&pred, &target)?;
+            let (loss, _parts) = loss_fn.compute_with_power(&pred, &target, Some(&item_power))?;
             let loss_value = loss.to_scalar::<f32>()?;
             let grads = loss.backward()?;
             let (_norm, scale) = clip_factor(&grads, &net.all_vars(), cfg.grad_clip)?;

@@ -241,7 +241,7 @@ fn loss_total_is_weighted_sum_of_parts() {
     let cfg = LossConfig {
         esr: 1.0,
         esr_pre_emphasis: Some(0.85),
-        esr_per_segment: false,
+        esr_per_recording: false,
         l1: 0.5,
         mr_stft: 2.0,
         dc: 0.25,
@@ -305,7 +305,7 @@ fn loss_config_fills_defaults_and_rejects_bad_values() {
         mr_stft: 0.0,
         dc: 0.0,
         esr_pre_emphasis: None,
-        esr_per_segment: false,
+        esr_per_recording: false,
     };
     assert!(Loss::new(&all_off, &Device::Cpu).is_err());
 }

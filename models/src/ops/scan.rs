@@ -635,5 +635,4 @@ mod tests {
             "error names the argument: {err}"
         );
     }
-
 }
