@@ -24,6 +24,18 @@ pub struct Pair {
     pub report: PairReport,
 }
 
+/// Segments drawn for one training step.
+pub struct Batch {
+    /// Input audio `[B, T]`.
+    pub dry: Tensor,
+    /// Target audio `[B, T]`.
+    pub wet: Tensor,
+    /// Normalised knob travel `[B, K]`.
+    pub knobs: Tensor,
+    /// Index (into [`Dataset::pairs`]) of the pair each segment was cut from.
+    pub pairs: Vec<usize>,
+}
+
 /// A dataset ready for training.
 pub struct Dataset {
     pub name: String,
@@ -101,16 +113,15 @@ impl Dataset {
     }
 
     /// Draws `batch` random segments of `len` samples from the training regions, each pair
-    /// chosen with probability proportional to its training length. Returns dry `[B, len]`,
-    /// wet `[B, len]`, knobs `[B, K]` and the index of each item's pair. `None` when no pair
-    /// has `len` training samples.
+    /// chosen with probability proportional to its training length. `None` when no pair has
+    /// `len` training samples.
     pub fn random_batch<R: Rng>(
         &self,
         rng: &mut R,
         batch: usize,
         len: usize,
         device: &Device,
-    ) -> CandleResult<Option<(Tensor, Tensor, Tensor, Vec<usize>)>> {
+    ) -> CandleResult<Option<Batch>> {
         let usable: Vec<(usize, &Pair)> = self
             .pairs
             .iter()
@@ -142,11 +153,11 @@ impl Dataset {
                 pick -= starts;
             }
         }
-        Ok(Some((
-            Tensor::from_vec(dry, (batch, len), device)?,
-            Tensor::from_vec(wet, (batch, len), device)?,
-            Tensor::from_vec(knobs, (batch, k), device)?,
-            items,
-        )))
+        Ok(Some(Batch {
+            dry: Tensor::from_vec(dry, (batch, len), device)?,
+            wet: Tensor::from_vec(wet, (batch, len), device)?,
+            knobs: Tensor::from_vec(knobs, (batch, k), device)?,
+            pairs: items,
+        }))
     }
 }

@@ -460,21 +460,22 @@ pub fn train(
             }
 
             let mut rng = step_rng(cfg.seed, st.global_step);
-            let (x, y, k, items) = data
+            let batch = data
                 .random_batch(&mut rng, cfg.batch_size, batch_len, &device)?
                 .expect("checked above that a pair is long enough");
-            let item_power: Vec<f32> = items.iter().map(|&i| powers[i]).collect();
-            let item_power = Tensor::from_vec(item_power, items.len(), &device)?;
+            let (x, y, k) = (&batch.dry, &batch.wet, &batch.knobs);
+            let item_power: Vec<f32> = batch.pairs.iter().map(|&i| powers[i]).collect();
+            let item_power = Tensor::from_vec(item_power, batch.pairs.len(), &device)?;
             // Burn-in: settle the recurrent state without gradients.
             let state = if cfg.burn_in_samples > 0 {
                 let xb = x.narrow(1, 0, cfg.burn_in_samples)?;
-                let (_, s) = net.forward(&xb, &k, None)?;
+                let (_, s) = net.forward(&xb, k, None)?;
                 s.map(|s| s.detach())
             } else {
                 None
             };
             let xs = x.narrow(1, cfg.burn_in_samples, batch_len - cfg.burn_in_samples)?;
-            let (pred, _) = net.forward(&xs, &k, state.as_ref())?;
+            let (pred, _) = net.forward(&xs, k, state.as_ref())?;
             let target = y.narrow(1, batch_len - cfg.segment_samples, cfg.segment_samples)?;
             let (loss, _parts) = loss_fn.compute_with_power(&pred, &target, Some(&item_power))?;
             let loss_value = loss.to_scalar::<f32>()?;
