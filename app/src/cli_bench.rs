@@ -41,9 +41,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
 }
 
 fn train(args: &TrainBenchArgs) -> Result<()> {
-    if let Some(n) = args.threads {
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-    }
+    crate::cli_train::set_threads(args.threads);
     if !args.json {
         println!(
             "{:<10} {:>8} {:>16} {:>8}",

@@ -123,7 +123,7 @@ pub fn render(args: &RenderArgs) -> Result<()> {
     Ok(())
 }
 
-fn metrics(pred: &[f32], target: &[f32], sample_rate_hz: u32) -> (f64, f64, f64) {
+fn metrics(pred: &[f32], target: &[f32]) -> (f64, f64, f64) {
     let esr = models::losses::esr_f64(pred, target);
     let l1 = pred
         .iter()
@@ -132,7 +132,6 @@ fn metrics(pred: &[f32], target: &[f32], sample_rate_hz: u32) -> (f64, f64, f64)
         .sum::<f64>()
         / pred.len().max(1) as f64;
     let mr = models::losses::mr_stft_f64(pred, target);
-    let _ = sample_rate_hz;
     (esr, mr, l1)
 }
 
@@ -167,7 +166,7 @@ pub fn evaluate(model: &ModelFile, manifest: &Manifest) -> Result<EvalReport> {
         player.reset();
         let mut pred = vec![0.0; pair.dry.len()];
         player.process(&pair.dry, &mut pred);
-        let (esr, mr_stft, l1) = metrics(&pred, &pair.wet, model.sample_rate_hz);
+        let (esr, mr_stft, l1) = metrics(&pred, &pair.wet);
         let label = pair
             .report
             .wet_path
@@ -195,7 +194,7 @@ pub fn evaluate(model: &ModelFile, manifest: &Manifest) -> Result<EvalReport> {
     let settings = by_setting
         .into_iter()
         .map(|(label, (p, t))| {
-            let (esr, mr_stft, l1) = metrics(&p, &t, model.sample_rate_hz);
+            let (esr, mr_stft, l1) = metrics(&p, &t);
             EvalRow {
                 label: if label.is_empty() {
                     "(no knobs)".into()

@@ -19,15 +19,26 @@ static STOP: AtomicBool = AtomicBool::new(false);
 pub struct TrainArgs {
     /// Dataset manifest (TOML).
     pub manifest: PathBuf,
-    /// Architecture preset (see `fxtwin models`).
-    #[arg(long, default_value = "lstm-16")]
-    pub arch: String,
     /// Output folder for the model, checkpoint and report.
     #[arg(long)]
     pub out: PathBuf,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub options: TrainOptions,
+}
+
+/// The training recipe, shared by `train`, `profile` and `batch`.
+#[derive(Args, Clone)]
+pub struct TrainOptions {
+    /// Architecture preset (see `fxtwin models`).
+    #[arg(long, default_value = "lstm-16")]
+    pub arch: String,
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
-    /// Wall-clock budget in minutes; training ends cleanly with the best model so far.
+    /// Wall-clock budget in minutes (per device for `batch`); training ends cleanly with the
+    /// best model so far.
     #[arg(long)]
     pub max_minutes: Option<f64>,
     #[arg(long, default_value_t = 0)]
@@ -35,9 +46,6 @@ pub struct TrainArgs {
     /// CPU threads for training (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Continue from the checkpoint in --out.
-    #[arg(long)]
-    pub resume: bool,
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Samples per training segment seen by the loss.
@@ -66,18 +74,11 @@ pub struct TrainArgs {
 pub struct BatchArgs {
     /// Folder searched recursively for manifest.toml files.
     pub dir: PathBuf,
-    #[arg(long, default_value = "lstm-16")]
-    pub arch: String,
     /// Output root; each device gets a sub-folder named after its manifest's folder.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 200)]
-    pub epochs: usize,
-    /// Wall-clock budget per device, in minutes.
-    #[arg(long)]
-    pub max_minutes: Option<f64>,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub options: TrainOptions,
 }
 
 pub fn list_models(knobs: usize) -> Result<()> {
@@ -115,14 +116,14 @@ fn say(bar: &ProgressBar, line: String) {
     }
 }
 
-fn set_threads(threads: Option<usize>) {
+pub(crate) fn set_threads(threads: Option<usize>) {
     if let Some(n) = threads {
         // candle's CPU kernels and the fused recurrent ops read this before their pools start.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
 }
 
-fn config(args: &TrainArgs) -> Result<TrainConfig> {
+fn config(args: &TrainOptions) -> Result<TrainConfig> {
     let preset = models::presets::find(&args.arch)?;
     let mut network = preset.network.clone();
     if let Some(skip) = args.skip {
@@ -157,8 +158,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Trains and writes `model.fxtwin.json` in `--out`; returns the model and its path.
 pub fn train(args: &TrainArgs) -> Result<(ModelFile, PathBuf)> {
-    set_threads(args.threads);
-    let cfg = config(args)?;
+    set_threads(args.options.threads);
+    let cfg = config(&args.options)?;
     let manifest = Manifest::load(&args.manifest)?;
     println!(
         "loading and aligning {} pairs of {:?}",
@@ -247,7 +248,7 @@ pub fn profile(args: &TrainArgs) -> Result<crate::report::ProfileReport> {
         manifest: args.manifest.clone(),
         model_path,
         architecture: model.network.describe(),
-        preset: args.arch.clone(),
+        preset: args.options.arch.clone(),
         parameters: model.parameter_count(),
         training: model.training.clone(),
         metrics: model.metrics.clone(),
@@ -292,21 +293,9 @@ pub fn batch(args: &BatchArgs) -> Result<()> {
             .unwrap_or_else(|| "device".into());
         let targs = TrainArgs {
             manifest: manifest.clone(),
-            arch: args.arch.clone(),
             out: args.out.join(&name),
-            epochs: args.epochs,
-            max_minutes: args.max_minutes,
-            seed: 0,
-            threads: args.threads,
             resume: false,
-            batch_size: None,
-            segment: None,
-            burn_in: None,
-            lr: None,
-            steps_per_epoch: None,
-            skip: None,
-            mr_stft: None,
-            pre_emphasis: None,
+            options: args.options.clone(),
         };
         println!("== {name} ({})", manifest.display());
         match profile(&targs) {

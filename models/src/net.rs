@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
 use dsp::model::{Activation, Cell, ConvNet, Network, RecurrentNet, SsmNet, WeightTensor};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -358,11 +358,3 @@ impl TrainableNet {
 
 #[cfg(test)]
 mod tests_arch;
-
-/// A `Module` view for quick experiments: knob-less forward from zero state.
-impl Module for TrainableNet {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let knobs = Tensor::zeros((x.dim(0)?, self.knob_count), DType::F32, &self.device)?;
-        TrainableNet::forward(self, x, &knobs, None).map(|(y, _)| y)
-    }
-}
