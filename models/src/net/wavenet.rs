@@ -5,7 +5,7 @@
 //! that remain, so the output of `T` input samples is `T - (receptive field - 1)` long.
 
 use candle_core::{Result, Tensor, D};
-use dsp::model::{Activation, WaveNetNet};
+use dsp::model::WaveNetNet;
 
 use super::TrainableNet;
 
@@ -34,7 +34,6 @@ impl TrainableNet {
         let mut input = xs;
         let mut head: Option<Tensor> = None;
         for (i, array) in net.arrays.iter().enumerate() {
-            let c = array.channels;
             let out_len = input.dim(D::Minus1)? - array.history_samples();
 
             // Rechannel; the previous array's head output seeds the head accumulator.
@@ -65,13 +64,7 @@ impl TrainableNet {
                 )?;
                 let c_now = cond.narrow(2, t_total - t_new, t_new)?;
                 let pre = (conv + self.w(&format!("{p}.mixin.w")).broadcast_matmul(&c_now)?)?;
-                let act = match array.activation {
-                    Activation::Tanh => pre.tanh()?,
-                    Activation::Gated => {
-                        let a = pre.narrow(1, 0, c)?.tanh()?;
-                        (a * candle_nn::ops::sigmoid(&pre.narrow(1, c, c)?)?)?
-                    }
-                };
+                let act = crate::ops::activate(&pre, array.activation)?;
 
                 // 1x1 plus residual; the activation joins the head.
                 let mixed = self

@@ -5,10 +5,13 @@
 //!   batch-major `[B, T, features]`, CPU and f32 only.
 //! - [`dilated_conv1d`](conv::dilated_conv1d): a dilated 1-D convolution as shifted GEMMs,
 //!   `[B, C, T]` like candle's `conv1d`, CPU and f32 only.
+//! - [`tanh`](gate::tanh) and [`gated`](gate::gated): the conv networks' activations as
+//!   one-pass ops.
 
 mod activation;
 pub mod conv;
 mod cpu;
+pub mod gate;
 pub mod gru;
 pub mod lstm;
 pub mod scan;
@@ -16,5 +19,6 @@ pub mod scan;
 mod test_support;
 
 pub use conv::dilated_conv1d;
+pub use gate::{activate, gated, tanh};
 pub use gru::gru;
 pub use lstm::lstm;
