@@ -101,17 +101,7 @@ pub fn measure_ns_per_sample(network: &Network, knob_count: usize) -> Result<f64
             taper: Taper::Linear,
         })
         .collect();
-    let model = ModelFile {
-        format: dsp::model::FORMAT_ID.into(),
-        schema_version: [dsp::model::SCHEMA_MAJOR, dsp::model::SCHEMA_MINOR],
-        name: "cost".into(),
-        sample_rate_hz: 48_000,
-        knobs,
-        network: network.clone(),
-        weights: net.to_weights()?,
-        training: None,
-        metrics: None,
-    };
+    let model = ModelFile::new("cost", 48_000, knobs, network.clone(), net.to_weights()?);
     let mut player = Player::new(&model, 512)?;
     let input: Vec<f32> = (0..24_000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
     let mut output = vec![0.0; 512];

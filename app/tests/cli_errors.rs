@@ -288,10 +288,13 @@ fn train_refuses_an_unknown_architecture_before_writing_anything() {
     assert!(!out_dir.exists(), "no output folder for a refused run");
 }
 
-/// The fixture model saved with `schema_version` raised to `[2, 0]`.
+/// Major version of [`write_newer_model`]'s file: one past what this build reads.
+const NEWER_MAJOR: u32 = dsp::model::SCHEMA_MAJOR + 1;
+
+/// The fixture model saved with `schema_version` raised to `[NEWER_MAJOR, 0]`.
 fn write_newer_model(dir: &TempDir) -> std::path::PathBuf {
     let mut json: serde_json::Value = serde_json::from_str(&fixture_model().to_json()).unwrap();
-    json["schema_version"] = serde_json::json!([2, 0]);
+    json["schema_version"] = serde_json::json!([NEWER_MAJOR, 0]);
     write_text(dir, "future.fxtwin.json", &json.to_string())
 }
 
@@ -315,7 +318,11 @@ fn render_refuses_a_model_from_a_newer_schema() {
     ]);
     assert_one_line_error(
         &out,
-        &[&shown(&model), "schema 2.0 is newer", "update fxtwin"],
+        &[
+            &shown(&model),
+            &format!("schema {NEWER_MAJOR}.0 is newer"),
+            "update fxtwin",
+        ],
     );
     assert!(!output.exists());
 }
@@ -339,7 +346,10 @@ fn eval_refuses_a_model_from_a_newer_schema() {
     let manifest = write_manifest(&dir, "dry.wav", "wet.wav", 20.0);
 
     let out = fxtwin(&["eval".as_ref(), model.as_os_str(), manifest.as_os_str()]);
-    assert_one_line_error(&out, &[&shown(&model), "schema 2.0 is newer"]);
+    assert_one_line_error(
+        &out,
+        &[&shown(&model), &format!("schema {NEWER_MAJOR}.0 is newer")],
+    );
 }
 
 #[test]

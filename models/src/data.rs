@@ -7,6 +7,7 @@ use candle_core::{Device, Result as CandleResult, Tensor};
 use dsp::check::{self, CheckError, PairReport};
 use dsp::dataset::Manifest;
 use dsp::knob::KnobSpec;
+use dsp::model::LevelDetector;
 use rand::Rng;
 
 /// One aligned pair with its split.
@@ -34,6 +35,8 @@ pub struct Batch {
     pub knobs: Tensor,
     /// Index (into [`Dataset::pairs`]) of the pair each segment was cut from.
     pub pairs: Vec<usize>,
+    /// First sample of each segment in its pair's signals.
+    pub starts: Vec<usize>,
 }
 
 /// A dataset ready for training.
@@ -137,6 +140,7 @@ impl Dataset {
         let mut wet = Vec::with_capacity(batch * len);
         let mut knobs = Vec::with_capacity(batch * k);
         let mut items = Vec::with_capacity(batch);
+        let mut segment_starts = Vec::with_capacity(batch);
         for _ in 0..batch {
             // One draw over all valid start positions weights pairs by their length.
             let mut pick = rng.random_range(0..total);
@@ -145,6 +149,7 @@ impl Dataset {
                 if pick < starts {
                     items.push(index);
                     let s = p.train.start + pick;
+                    segment_starts.push(s);
                     dry.extend_from_slice(&p.dry[s..s + len]);
                     wet.extend_from_slice(&p.wet[s..s + len]);
                     knobs.extend_from_slice(&p.knobs);
@@ -158,6 +163,79 @@ impl Dataset {
             wet: Tensor::from_vec(wet, (batch, len), device)?,
             knobs: Tensor::from_vec(knobs, (batch, k), device)?,
             pairs: items,
+            starts: segment_starts,
         }))
+    }
+}
+
+/// Samples between two stored states of a [`LevelHistory`].
+const LEVEL_CHECKPOINT_SAMPLES: usize = 4096;
+
+/// The states of a recurrent network's level detectors (see
+/// [`dsp::model::RecurrentNet::level_inputs`]) anywhere in a dataset's dry signals, as if they
+/// had run from the start of the file, as they do in the real-time engine after a reset.
+///
+/// The detectors depend on the input alone, so their state at a segment's start needs no
+/// burn-in of the network: it is read from states stored every [`LEVEL_CHECKPOINT_SAMPLES`]
+/// and brought forward by running the detectors over at most that many samples. The result is
+/// bit-identical to a run from the start of the file.
+pub struct LevelHistory {
+    taus: Vec<f32>,
+    /// Per pair, the detector powers before sample `j * LEVEL_CHECKPOINT_SAMPLES`, `[J * D]`.
+    checkpoints: Vec<Vec<f32>>,
+}
+
+impl LevelHistory {
+    /// Runs detectors with time constants `taus` (in samples) over every pair's dry signal.
+    pub fn new(data: &Dataset, taus: &[f32]) -> Self {
+        let checkpoints = data
+            .pairs
+            .iter()
+            .map(|pair| {
+                let mut detectors: Vec<LevelDetector> =
+                    taus.iter().map(|&t| LevelDetector::new(t)).collect();
+                let mut stored = Vec::new();
+                for chunk in pair.dry.chunks(LEVEL_CHECKPOINT_SAMPLES) {
+                    stored.extend(detectors.iter().map(LevelDetector::power));
+                    for det in &mut detectors {
+                        for &x in chunk {
+                            det.next(x);
+                        }
+                    }
+                }
+                stored
+            })
+            .collect();
+        Self {
+            taus: taus.to_vec(),
+            checkpoints,
+        }
+    }
+
+    /// The detectors' powers just before sample `start` of pair `pair`, `[D]` appended to
+    /// `out`.
+    pub fn state_at(&self, data: &Dataset, pair: usize, start: usize, out: &mut Vec<f32>) {
+        let d = self.taus.len();
+        let j = start / LEVEL_CHECKPOINT_SAMPLES;
+        let from = j * LEVEL_CHECKPOINT_SAMPLES;
+        let dry = &data.pairs[pair].dry[from..start];
+        for (k, &tau) in self.taus.iter().enumerate() {
+            let mut det = LevelDetector::new(tau);
+            det.set_power(self.checkpoints[pair][j * d + k]);
+            for &x in dry {
+                det.next(x);
+            }
+            out.push(det.power());
+        }
+    }
+
+    /// The states at the start of every segment of `batch`, `[B * D]` item-major, as
+    /// [`crate::net::RecurrentState::level`] takes them.
+    pub fn batch_start(&self, data: &Dataset, batch: &Batch) -> Vec<f32> {
+        let mut out = Vec::with_capacity(batch.pairs.len() * self.taus.len());
+        for (&pair, &start) in batch.pairs.iter().zip(&batch.starts) {
+            self.state_at(data, pair, start, &mut out);
+        }
+        out
     }
 }

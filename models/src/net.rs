@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
-use dsp::model::{Activation, Cell, ConvNet, Network, RecurrentNet, SsmNet, WeightTensor};
+use dsp::model::{Cell, ConvNet, Network, RecurrentNet, SsmNet, WeightTensor};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
@@ -26,16 +26,54 @@ pub struct RecurrentState {
     pub h: Tensor,
     /// `[B, H]`; unused by GRUs.
     pub c: Tensor,
+    /// Recurrent nets with level inputs: the level detectors' states (smoothed powers, see
+    /// [`dsp::model::LevelDetector`]), `[B * D]` item-major. Not differentiable: they depend on
+    /// the input alone. `None` starts them from silence.
+    pub level: Option<Vec<f32>>,
 }
 
 impl RecurrentState {
+    /// A state of `h` and `c` without a level detector.
+    pub fn new(h: Tensor, c: Tensor) -> Self {
+        Self { h, c, level: None }
+    }
+
     /// The same state cut off from the graph, to start the next segment.
     pub fn detach(&self) -> Self {
         Self {
             h: self.h.detach(),
             c: self.c.detach(),
+            level: self.level.clone(),
         }
     }
+}
+
+/// The readings of level detectors with time constants `taus` (see
+/// [`dsp::model::LevelDetector`]) on `x [B, T]` at every sample, `[B, T, D]`, the detectors
+/// starting from the states `start` (`[B * D]`, silence when `None`), and their states after
+/// the last sample.
+pub fn level_features(
+    taus: &[f32],
+    x: &Tensor,
+    start: Option<&[f32]>,
+) -> Result<(Tensor, Vec<f32>)> {
+    let (b_sz, t_len) = x.dims2()?;
+    let d = taus.len();
+    let samples = x.to_vec2::<f32>()?;
+    let mut readings = vec![0.0f32; b_sz * t_len * d];
+    let mut end = Vec::with_capacity(b_sz * d);
+    for (item, row) in samples.iter().enumerate() {
+        let out = &mut readings[item * t_len * d..(item + 1) * t_len * d];
+        for (k, &tau) in taus.iter().enumerate() {
+            let mut det = dsp::model::LevelDetector::new(tau);
+            det.set_power(start.map_or(0.0, |s| s[item * d + k]));
+            for (t, &v) in row.iter().enumerate() {
+                out[t * d + k] = det.next(v);
+            }
+            end.push(det.power());
+        }
+    }
+    Ok((Tensor::from_vec(readings, (b_sz, t_len, d), x.device())?, end))
 }
 
 /// A network with trainable weights.
@@ -70,7 +108,8 @@ impl TrainableNet {
                 continue;
             }
             let bound = match (&network, name.as_str()) {
-                (_, "film.l2.w" | "film.l2.b" | "head.b") => 0.0,
+                // The gain head starts closed, so training starts from the plain network.
+                (_, "film.l2.w" | "film.l2.b" | "head.b" | "gain.w" | "gain.b") => 0.0,
                 // The controller starts silent (static FiLM only); its LSTM as PyTorch's.
                 (_, "tvfilm.out.w" | "tvfilm.out.b") => 0.0,
                 (_, n) if n.starts_with("tvfilm.lstm.") => 2.0 / (shape[0] as f32).sqrt(),
@@ -165,18 +204,18 @@ impl TrainableNet {
         match &self.network {
             Network::Recurrent(r) => {
                 let z = Tensor::zeros((batch, r.hidden_size), DType::F32, &self.device)?;
-                Ok(Some(RecurrentState { h: z.clone(), c: z }))
+                Ok(Some(RecurrentState::new(z.clone(), z)))
             }
             Network::Conv(_) | Network::WaveNet(_) => Ok(None),
             Network::Ssm(s) => {
                 let z = Tensor::zeros((batch, Self::ssm_state_width(s)), DType::F32, &self.device)?;
-                Ok(Some(RecurrentState { h: z.clone(), c: z }))
+                Ok(Some(RecurrentState::new(z.clone(), z)))
             }
             Network::TimeVarying(tv) => match tv.inner.as_ref() {
                 Network::Ssm(s) => {
                     let width = Self::ssm_state_width(s) + tv.hidden_size;
                     let z = Tensor::zeros((batch, width), DType::F32, &self.device)?;
-                    Ok(Some(RecurrentState { h: z.clone(), c: z }))
+                    Ok(Some(RecurrentState::new(z.clone(), z)))
                 }
                 _ => Ok(None),
             },
@@ -221,7 +260,7 @@ impl TrainableNet {
             None => None,
         };
         let (y, h, c) = self.forward_ssm(net, x, film.as_ref(), state)?;
-        Ok((y, RecurrentState { h, c }))
+        Ok((y, RecurrentState::new(h, c)))
     }
 
     fn forward_recurrent(
@@ -240,14 +279,25 @@ impl TrainableNet {
                 &zero
             }
         };
-        // Conditioning by concatenation: [x, knobs...] at every sample.
-        let input = if self.knob_count > 0 {
+        // Conditioning by concatenation: [x, knobs..., level] at every sample.
+        let mut columns = vec![x.unsqueeze(2)?];
+        if self.knob_count > 0 {
             let k = knobs
                 .unsqueeze(1)?
                 .broadcast_as((b_sz, t_len, self.knob_count))?;
-            Tensor::cat(&[&x.unsqueeze(2)?, &k.contiguous()?], 2)?
+            columns.push(k.contiguous()?);
+        }
+        let level_state = if net.level_inputs.is_empty() {
+            None
         } else {
-            x.unsqueeze(2)?
+            let (level, end) = level_features(&net.level_inputs, x, state.level.as_deref())?;
+            columns.push(level);
+            Some(end)
+        };
+        let input = if columns.len() > 1 {
+            Tensor::cat(&columns, 2)?
+        } else {
+            columns.remove(0)
         };
         let (h_seq, state) = match net.cell {
             Cell::Lstm => {
@@ -259,7 +309,7 @@ impl TrainableNet {
                     self.w("rnn.w_hh"),
                     self.w("rnn.b"),
                 )?;
-                (h_seq, RecurrentState { h, c })
+                (h_seq, RecurrentState::new(h, c))
             }
             Cell::Gru => {
                 let (h_seq, h) = crate::ops::gru::gru(
@@ -270,20 +320,28 @@ impl TrainableNet {
                     self.w("rnn.b_ih"),
                     self.w("rnn.b_hh"),
                 )?;
-                (
-                    h_seq,
-                    RecurrentState {
-                        h,
-                        c: state.c.clone(),
-                    },
-                )
+                (h_seq, RecurrentState::new(h, state.c.clone()))
             }
         };
         let y = h_seq
             .broadcast_matmul(&self.w("head.w").t()?)?
             .squeeze(2)?
             .broadcast_add(self.w("head.b"))?;
-        let y = if net.skip { (y + x)? } else { y };
+        let y = if net.gain_head {
+            let gain = h_seq
+                .broadcast_matmul(&self.w("gain.w").t()?)?
+                .squeeze(2)?
+                .broadcast_add(self.w("gain.b"))?
+                .affine(f64::from(dsp::model::GAIN_HEAD_SCALE), 0.0)?
+                .exp()?;
+            (y + (gain * x)?)?
+        } else if net.skip {
+            (y + x)?
+        } else {
+            y
+        };
+        let mut state = state;
+        state.level = level_state;
         Ok((y, state))
     }
 
@@ -328,14 +386,7 @@ impl TrainableNet {
                 let shift = f.narrow(1, l * 2 * mc + mc, mc)?;
                 z = z.broadcast_mul(&scale)?.broadcast_add(&shift)?;
             }
-            let act = match net.activation {
-                Activation::Tanh => z.tanh()?,
-                Activation::Gated => {
-                    let a = z.narrow(1, 0, net.channels)?.tanh()?;
-                    let g = candle_nn::ops::sigmoid(&z.narrow(1, net.channels, net.channels)?)?;
-                    (a * g)?
-                }
-            };
+            let act = crate::ops::activate(&z, net.activation)?;
             let res = self
                 .w(&format!("blocks.{l}.res.w"))
                 .broadcast_matmul(&h.narrow(2, hist, t_in - hist)?)?;

@@ -18,6 +18,10 @@ pub struct Preset {
     pub network: Network,
 }
 
+/// Time constants of the level inputs of the `-gain` recurrent presets, in samples: 1, 10 and
+/// 100 ms at 48 kHz, from a compressor's fast attack to a typical release.
+const LEVEL_INPUTS_SAMPLES: [f32; 3] = [48.0, 480.0, 4800.0];
+
 /// Recurrent hidden sizes offered as presets.
 pub const RECURRENT_SIZES: [usize; 7] = [8, 16, 24, 32, 48, 64, 96];
 
@@ -34,26 +38,47 @@ const CONV_LAYOUTS: [(&str, usize, &[usize]); 3] = [
 /// Every preset, recurrent first.
 pub fn all() -> Vec<Preset> {
     let mut presets = Vec::new();
-    for (cell, prefix, summary) in [
+    for (cell, prefix, summary, gain_head) in [
         (
             Cell::Lstm,
             "lstm",
             "LSTM, knobs concatenated to the input, input skip",
+            false,
         ),
         (
             Cell::Gru,
             "gru",
             "GRU, knobs concatenated to the input, input skip",
+            false,
+        ),
+        (
+            Cell::Lstm,
+            "lstm",
+            "LSTM whose state also sets the input's gain (compressors), knobs concatenated",
+            true,
+        ),
+        (
+            Cell::Gru,
+            "gru",
+            "GRU whose state also sets the input's gain (compressors), knobs concatenated",
+            true,
         ),
     ] {
         for hidden in RECURRENT_SIZES {
+            let suffix = if gain_head { "-gain" } else { "" };
             presets.push(Preset {
-                name: format!("{prefix}-{hidden}"),
+                name: format!("{prefix}-{hidden}{suffix}"),
                 summary,
                 network: Network::Recurrent(RecurrentNet {
                     cell,
                     hidden_size: hidden,
                     skip: true,
+                    gain_head,
+                    level_inputs: if gain_head {
+                        LEVEL_INPUTS_SAMPLES.to_vec()
+                    } else {
+                        Vec::new()
+                    },
                 }),
             });
         }

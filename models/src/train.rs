@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use dsp::model::{self, Metrics, ModelFile, Network, TrainingInfo, WeightTensor};
+use dsp::model::{Metrics, ModelFile, Network, TrainingInfo, WeightTensor};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, LevelHistory};
 use crate::losses::{Loss, LossConfig};
 use crate::net::TrainableNet;
 use crate::optim::{clip_factor, AdamW, AdamWParams};
@@ -252,17 +252,13 @@ fn model_file(
     cfg: &TrainConfig,
     weights: BTreeMap<String, WeightTensor>,
 ) -> ModelFile {
-    ModelFile {
-        format: model::FORMAT_ID.into(),
-        schema_version: [model::SCHEMA_MAJOR, model::SCHEMA_MINOR],
-        name: data.name.clone(),
-        sample_rate_hz: data.sample_rate_hz,
-        knobs: data.knobs.clone(),
-        network: cfg.network.clone(),
+    ModelFile::new(
+        &data.name,
+        data.sample_rate_hz,
+        data.knobs.clone(),
+        cfg.network.clone(),
         weights,
-        training: None,
-        metrics: None,
-    }
+    )
 }
 
 /// Validation ESR on held-out time segments and, separately, on held-out knob settings.
@@ -365,6 +361,12 @@ pub fn train(
         (data.train_samples() / (cfg.batch_size * cfg.segment_samples)).clamp(10, 500)
     });
     let loss_fn = Loss::new(&cfg.loss, &device)?;
+    let levels = match &cfg.network {
+        Network::Recurrent(r) if !r.level_inputs.is_empty() => {
+            Some(LevelHistory::new(data, &r.level_inputs))
+        }
+        _ => None,
+    };
     let powers = data.recording_powers(cfg.loss.esr_pre_emphasis);
     let mut opt = AdamW::new(
         net.all_vars(),
@@ -466,13 +468,21 @@ pub fn train(
             let (x, y, k) = (&batch.dry, &batch.wet, &batch.knobs);
             let item_power: Vec<f32> = batch.pairs.iter().map(|&i| powers[i]).collect();
             let item_power = Tensor::from_vec(item_power, batch.pairs.len(), &device)?;
+            // Level detectors start where a run from the start of the file has them.
+            let initial = match &levels {
+                Some(history) => net.zero_state(cfg.batch_size)?.map(|mut s| {
+                    s.level = Some(history.batch_start(data, &batch));
+                    s
+                }),
+                None => None,
+            };
             // Burn-in: settle the recurrent state without gradients.
             let state = if cfg.burn_in_samples > 0 {
                 let xb = x.narrow(1, 0, cfg.burn_in_samples)?;
-                let (_, s) = net.forward(&xb, k, None)?;
+                let (_, s) = net.forward(&xb, k, initial.as_ref())?;
                 s.map(|s| s.detach())
             } else {
-                None
+                initial
             };
             let xs = x.narrow(1, cfg.burn_in_samples, batch_len - cfg.burn_in_samples)?;
             let (pred, _) = net.forward(&xs, k, state.as_ref())?;

@@ -57,18 +57,20 @@ fn conv(activation: Activation, blocks: &[(usize, usize)], film: bool, skip: boo
 
 /// Tiny instances of every family: (name, network, knob count).
 fn tiny_networks() -> Vec<(&'static str, Network, usize)> {
-    let recurrent = |cell, skip| {
+    let recurrent = |cell, skip, gain_head| {
         Network::Recurrent(RecurrentNet {
             cell,
             hidden_size: 3,
             skip,
+            gain_head,
+            level_inputs: if gain_head { vec![2.0, 8.0] } else { Vec::new() },
         })
     };
     vec![
-        ("lstm, skip, 2 knobs", recurrent(Cell::Lstm, true), 2),
-        ("lstm, no skip, 1 knob", recurrent(Cell::Lstm, false), 1),
-        ("gru, skip, 1 knob", recurrent(Cell::Gru, true), 1),
-        ("gru, no skip, 2 knobs", recurrent(Cell::Gru, false), 2),
+        ("lstm, skip, 2 knobs", recurrent(Cell::Lstm, true, false), 2),
+        ("lstm, no skip, 1 knob", recurrent(Cell::Lstm, false, false), 1),
+        ("gru, skip, 1 knob", recurrent(Cell::Gru, true, false), 1),
+        ("gru, no skip, 2 knobs", recurrent(Cell::Gru, false, false), 2),
         (
             "tcn, FiLM, skip, 2 knobs",
             Network::Conv(conv(Activation::Tanh, &[(3, 1), (2, 2)], true, true)),
@@ -130,6 +132,17 @@ fn tiny_networks() -> Vec<(&'static str, Network, usize)> {
                     true,
                 ))),
             }),
+            1,
+        ),
+        // Appended, so the seeds of the cases above (100 + index) stay as they were.
+        (
+            "lstm, skip, gain head, level input, 2 knobs",
+            recurrent(Cell::Lstm, true, true),
+            2,
+        ),
+        (
+            "gru, skip, gain head, level input, 1 knob",
+            recurrent(Cell::Gru, true, true),
             1,
         ),
     ]

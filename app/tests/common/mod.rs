@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::Device;
 use dsp::knob::{KnobSpec, Taper};
-use dsp::model::{ModelFile, Network, RecurrentNet, FORMAT_ID, SCHEMA_MAJOR, SCHEMA_MINOR};
+use dsp::model::{ModelFile, Network, RecurrentNet};
 
 /// Sample rate of the fixture model and of most fixture recordings, in Hz.
 pub const MODEL_RATE_HZ: u32 = 48_000;
@@ -169,20 +169,18 @@ pub fn fixture_model() -> ModelFile {
         cell: dsp::model::Cell::Lstm,
         hidden_size: 8,
         skip: true,
+        gain_head: false,
+        level_inputs: Vec::new(),
     });
     let net = models::net::TrainableNet::init(&network, 1, 7, &Device::Cpu)
         .expect("initialise fixture network");
-    ModelFile {
-        format: FORMAT_ID.into(),
-        schema_version: [SCHEMA_MAJOR, SCHEMA_MINOR],
-        name: "fixture drive".into(),
-        sample_rate_hz: MODEL_RATE_HZ,
-        knobs: vec![gain_knob()],
+    ModelFile::new(
+        "fixture drive",
+        MODEL_RATE_HZ,
+        vec![gain_knob()],
         network,
-        weights: net.to_weights().expect("export fixture weights"),
-        training: None,
-        metrics: None,
-    }
+        net.to_weights().expect("export fixture weights"),
+    )
 }
 
 /// Writes [`fixture_model`] as `name` in `dir` and returns the model and its path.

@@ -1,7 +1,7 @@
 //! Scalar kernel for single-layer LSTM and GRU models (see [`RecurrentNet`] for the weights).
 
 use super::{sigmoid, Kernel};
-use crate::model::{Cell, ModelFile, RecurrentNet};
+use crate::model::{Cell, LevelDetector, ModelFile, RecurrentNet, GAIN_HEAD_SCALE};
 
 #[derive(Clone)]
 pub(super) struct RecurrentKernel {
@@ -10,8 +10,14 @@ pub(super) struct RecurrentKernel {
     skip: bool,
     /// Column 0 of `w_ih`: the weight of the audio input per gate row, `[G*H]`.
     w_x: Vec<f32>,
-    /// Columns 1.. of `w_ih`, row-major `[G*H, K]`.
+    /// Columns `1..=K` of `w_ih`, row-major `[G*H, K]`.
     w_k: Vec<f32>,
+    /// Columns `K+1..` of `w_ih`, the weights of the level inputs, row-major `[G*H, D]`.
+    w_level: Vec<f32>,
+    /// One detector per level input.
+    levels: Vec<LevelDetector>,
+    /// The level inputs' readings for the current sample, `[D]`.
+    level_values: Vec<f32>,
     /// `[G*H, H]` row-major.
     w_hh: Vec<f32>,
     /// LSTM: summed bias; GRU: input bias `b_ih`. `[G*H]`.
@@ -20,6 +26,8 @@ pub(super) struct RecurrentKernel {
     b_hh: Vec<f32>,
     head_w: Vec<f32>,
     head_b: f32,
+    /// Gain head `gain.w`, `gain.b` (see [`RecurrentNet::gain_head`]); `None` without.
+    gain: Option<(Vec<f32>, f32)>,
     knob_count: usize,
     /// `b_in + w_k · knobs`, refreshed when knobs change. `[G*H]`.
     cond: Vec<f32>,
@@ -37,10 +45,14 @@ impl RecurrentKernel {
         let gh = net.cell.gates() * hidden;
         let knob_count = model.knobs.len();
         let w_ih = &model.weight("rnn.w_ih").data;
-        let cols = 1 + knob_count;
+        let cols = net.input_size(knob_count);
         let w_x = (0..gh).map(|r| w_ih[r * cols]).collect();
         let w_k = (0..gh)
-            .flat_map(|r| w_ih[r * cols + 1..(r + 1) * cols].iter().copied())
+            .flat_map(|r| w_ih[r * cols + 1..r * cols + 1 + knob_count].iter().copied())
+            .collect();
+        let levels: Vec<LevelDetector> = net.level_inputs.iter().copied().map(LevelDetector::new).collect();
+        let w_level = (0..gh)
+            .flat_map(|r| w_ih[r * cols + 1 + knob_count..(r + 1) * cols].iter().copied())
             .collect();
         let (b_in, b_hh) = match net.cell {
             Cell::Lstm => (model.weight("rnn.b").data.clone(), Vec::new()),
@@ -55,12 +67,21 @@ impl RecurrentKernel {
             skip: net.skip,
             w_x,
             w_k,
+            w_level,
+            level_values: vec![0.0; levels.len()],
+            levels,
             w_hh: model.weight("rnn.w_hh").data.clone(),
             cond: b_in.clone(),
             b_in,
             b_hh,
             head_w: model.weight("head.w").data.clone(),
             head_b: model.weight("head.b").data[0],
+            gain: net.gain_head.then(|| {
+                (
+                    model.weight("gain.w").data.clone(),
+                    model.weight("gain.b").data[0],
+                )
+            }),
             knob_count,
             h: vec![0.0; hidden],
             c: vec![0.0; hidden],
@@ -69,11 +90,24 @@ impl RecurrentKernel {
         }
     }
 
+    /// Input-side pre-activation of gate row `r` for sample `x`, with the level inputs'
+    /// current readings.
+    #[inline]
+    fn input_term(&self, r: usize, x: f32) -> f32 {
+        let d = self.level_values.len();
+        let t = self.cond[r] + self.w_x[r] * x;
+        if d == 0 {
+            t
+        } else {
+            t + dot(&self.w_level[r * d..(r + 1) * d], &self.level_values)
+        }
+    }
+
     fn step_lstm(&mut self, x: f32) {
         let hdim = self.hidden;
-        for (r, g) in self.gates.iter_mut().enumerate() {
+        for r in 0..self.gates.len() {
             let row = &self.w_hh[r * hdim..(r + 1) * hdim];
-            *g = self.cond[r] + self.w_x[r] * x + dot(row, &self.h);
+            self.gates[r] = self.input_term(r, x) + dot(row, &self.h);
         }
         let (i, rest) = self.gates.split_at(hdim);
         let (f, rest) = rest.split_at(hdim);
@@ -89,7 +123,7 @@ impl RecurrentKernel {
         let hdim = self.hidden;
         for r in 0..3 * hdim {
             let row = &self.w_hh[r * hdim..(r + 1) * hdim];
-            self.gates[r] = self.cond[r] + self.w_x[r] * x;
+            self.gates[r] = self.input_term(r, x);
             self.gates_h[r] = self.b_hh[r] + dot(row, &self.h);
         }
         for j in 0..hdim {
@@ -111,13 +145,18 @@ impl Kernel for RecurrentKernel {
 
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
         for (&x, y) in input.iter().zip(output.iter_mut()) {
+            for (value, det) in self.level_values.iter_mut().zip(&mut self.levels) {
+                *value = det.next(x);
+            }
             match self.cell {
                 Cell::Lstm => self.step_lstm(x),
                 Cell::Gru => self.step_gru(x),
             }
             let mut out = self.head_b + dot(&self.head_w, &self.h);
-            if self.skip {
-                out += x;
+            match &self.gain {
+                Some((w, b)) => out += (GAIN_HEAD_SCALE * (b + dot(w, &self.h))).exp() * x,
+                None if self.skip => out += x,
+                None => {}
             }
             *y = out;
         }
@@ -126,10 +165,14 @@ impl Kernel for RecurrentKernel {
     fn reset(&mut self) {
         self.h.fill(0.0);
         self.c.fill(0.0);
+        for det in &mut self.levels {
+            det.reset();
+        }
     }
 
     fn state_is_finite(&self) -> bool {
-        self.h.iter().chain(&self.c).all(|v| v.is_finite())
+        let level = self.levels.iter().all(|d| d.power().is_finite());
+        level && self.h.iter().chain(&self.c).all(|v| v.is_finite())
     }
 }
 

@@ -26,6 +26,18 @@ fn networks() -> Vec<(&'static str, Network)> {
                 cell: Cell::Gru,
                 hidden_size: 6,
                 skip: false,
+                gain_head: false,
+                level_inputs: Vec::new(),
+            }),
+        ),
+        (
+            "lstm with gain head",
+            Network::Recurrent(RecurrentNet {
+                cell: Cell::Lstm,
+                hidden_size: 5,
+                skip: true,
+                gain_head: true,
+                level_inputs: vec![6.0, 60.0],
             }),
         ),
         ("tcn", conv(Activation::Tanh)),

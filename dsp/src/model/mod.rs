@@ -11,17 +11,29 @@
 //! looking at anything else, since a newer major version may change any field. Minor versions
 //! only add optional fields, which older readers ignore.
 //!
+//! Writers stamp a file with the oldest version that describes its model
+//! ([`Network::schema_version_needed`]), not the newest this build knows, so a model that uses
+//! nothing new still plays in older builds; a file whose version is older than its content
+//! needs is refused as malformed.
+//!
+//! | version | adds |
+//! |---|---|
+//! | 1.0 | the first schema |
+//! | 2.0 | the recurrent gain head and level input ([`RecurrentNet::gain_head`], [`RecurrentNet::level_inputs`]); a 1.x reader would ignore them and play the model wrongly |
+//!
 //! # Weight layout
 //! Weights are stored row-major under stable names; [`Network`] documents the names and
 //! shapes each architecture expects. Recurrent weights follow PyTorch's layout so imported
 //! models map onto them directly.
 
+mod level;
 mod network;
 mod ssm;
 mod tvfilm;
 mod wavenet;
 
-pub use network::{Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, Network, RecurrentNet};
+pub use level::LevelDetector;
+pub use network::{GAIN_HEAD_SCALE, Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, Network, RecurrentNet};
 pub use ssm::{discretize, Discretized, SsmNet};
 pub use tvfilm::{block_level, level_from_power, TvFilmNet, LEVEL_FLOOR_POWER, LEVEL_RANGE_DB};
 pub use wavenet::{LayerArraySpec, WaveNetNet};
@@ -35,7 +47,7 @@ use crate::knob::{KnobError, KnobSpec};
 /// Identifies fxtwin model files among other JSON files.
 pub const FORMAT_ID: &str = "fxtwin-model";
 /// Major schema version written by this build; files with a higher major are refused.
-pub const SCHEMA_MAJOR: u32 = 1;
+pub const SCHEMA_MAJOR: u32 = 2;
 /// Minor schema version written by this build.
 pub const SCHEMA_MINOR: u32 = 0;
 /// File name extension of model files.
@@ -146,6 +158,28 @@ struct Header {
 }
 
 impl ModelFile {
+    /// A model with no training information, stamped with the oldest schema version that
+    /// describes `network`. Not validated: see [`ModelFile::validate`].
+    pub fn new(
+        name: &str,
+        sample_rate_hz: u32,
+        knobs: Vec<KnobSpec>,
+        network: Network,
+        weights: BTreeMap<String, WeightTensor>,
+    ) -> Self {
+        Self {
+            format: FORMAT_ID.into(),
+            schema_version: network.schema_version_needed(),
+            name: name.into(),
+            sample_rate_hz,
+            knobs,
+            network,
+            weights,
+            training: None,
+            metrics: None,
+        }
+    }
+
     /// Reads and validates a model file.
     pub fn load(path: &Path) -> Result<Self, ModelFileError> {
         let text = std::fs::read_to_string(path).map_err(|source| ModelFileError::Read {
@@ -228,6 +262,13 @@ impl ModelFile {
             })?;
         }
         self.network.check().map_err(invalid)?;
+        let needed = self.network.schema_version_needed();
+        if self.schema_version < needed {
+            return Err(invalid(format!(
+                "its network needs schema {}.{} but the file says {}.{}",
+                needed[0], needed[1], self.schema_version[0], self.schema_version[1]
+            )));
+        }
         for (name, shape) in self.network.weight_shapes(self.knobs.len()) {
             let w = self
                 .weights

@@ -41,20 +41,51 @@ impl Cell {
 }
 
 /// A single recurrent layer and a linear read-out, conditioned by concatenation: its input at
-/// each sample is `[x, knob_1, ..., knob_K]`.
+/// each sample is `[x, knob_1, ..., knob_K, lv_1, ..., lv_D]`, `lv_d` the input's level from
+/// a [`LevelDetector`](super::LevelDetector) with time constant `level_inputs[d]`.
 ///
-/// Weights (PyTorch layout, gates stacked along rows), `G` gates, `H` hidden, `K` knobs:
-/// - `rnn.w_ih [G*H, 1+K]`, `rnn.w_hh [G*H, H]`;
+/// Weights (PyTorch layout, gates stacked along rows), `G` gates, `H` hidden, `K` knobs, `D`
+/// level inputs, `I = 1 + K + D` inputs:
+/// - `rnn.w_ih [G*H, I]`, `rnn.w_hh [G*H, H]`;
 /// - LSTM: `rnn.b [4H]` (input and recurrent biases summed), gate order i, f, g, o;
 /// - GRU: `rnn.b_ih [3H]`, `rnn.b_hh [3H]`, gate order r, z, n, with
 ///   `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`;
-/// - `head.w [1, H]`, `head.b [1]`: `y = head.w · h + head.b (+ x when skip)`.
+/// - `head.w [1, H]`, `head.b [1]`: `y = head.w · h + head.b (+ x when skip)`;
+/// - with the gain head, `gain.w [1, H]`, `gain.b [1]`: the skip's unit gain becomes
+///   `exp(s (gain.w · h + gain.b))`, `s` = [`GAIN_HEAD_SCALE`], so
+///   `y = head.w · h + head.b + exp(s (gain.w · h + gain.b)) x`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecurrentNet {
     pub cell: Cell,
     pub hidden_size: usize,
     /// Adds the input to the output, so the network learns the difference from a wire.
     pub skip: bool,
+    /// A second read-out of the hidden state sets the gain of the input skip, like the VCA of
+    /// a compressor: a level-dependent gain is one read-out of the state instead of a product
+    /// the cell itself must form. The read-out is in the log domain, so a gain of -30 dB is as
+    /// precise as one of 0 dB. Needs the skip. Added in schema 2.0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gain_head: bool,
+    /// Time constants, in samples at the model's rate, of level detectors whose readings in dB
+    /// the cell sees besides the waveform. A cell fed only the waveform must rectify, smooth
+    /// and take the logarithm of signals spanning 40 dB itself, and learns memories of
+    /// thousands of samples (a compressor's release) only slowly through truncated
+    /// back-propagation; detectors spread from attack to release times hand it those
+    /// readings. Added in schema 2.0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level_inputs: Vec<f32>,
+}
+
+/// Log-gain per unit of the gain head's read-out: one unit is 40 dB (`ln 100`). Optimisers
+/// such as Adam move a weight by about the learning rate per step, so without this scale a
+/// compressor's 30 dB of gain reduction would take thousands of steps to reach.
+pub const GAIN_HEAD_SCALE: f32 = 4.605_170_2;
+
+impl RecurrentNet {
+    /// Columns of `rnn.w_ih`: the waveform, the knobs and the level inputs.
+    pub fn input_size(&self, knob_count: usize) -> usize {
+        1 + knob_count + self.level_inputs.len()
+    }
 }
 
 /// Convolution block flavour.
@@ -133,7 +164,7 @@ impl Network {
         match self {
             Network::Recurrent(r) => {
                 let gh = r.cell.gates() * r.hidden_size;
-                shapes.push(("rnn.w_ih".into(), vec![gh, 1 + knob_count]));
+                shapes.push(("rnn.w_ih".into(), vec![gh, r.input_size(knob_count)]));
                 shapes.push(("rnn.w_hh".into(), vec![gh, r.hidden_size]));
                 match r.cell {
                     Cell::Lstm => shapes.push(("rnn.b".into(), vec![gh])),
@@ -143,6 +174,10 @@ impl Network {
                     }
                 }
                 shapes.push(("head.w".into(), vec![1, r.hidden_size]));
+                if r.gain_head {
+                    shapes.push(("gain.w".into(), vec![1, r.hidden_size]));
+                    shapes.push(("gain.b".into(), vec![1]));
+                }
             }
             Network::Conv(c) => {
                 let m = c.activation.conv_multiplier();
@@ -200,7 +235,8 @@ impl Network {
         match self {
             Network::Recurrent(r) => {
                 let gh = r.cell.gates() * r.hidden_size;
-                gh * (1 + knob_count) + gh * r.hidden_size + r.hidden_size
+                let heads = if r.gain_head { 2 } else { 1 };
+                gh * r.input_size(knob_count) + gh * r.hidden_size + heads * r.hidden_size
             }
             Network::Conv(c) => {
                 let m = c.activation.conv_multiplier();
@@ -230,7 +266,12 @@ impl Network {
                     Cell::Lstm => "LSTM",
                     Cell::Gru => "GRU",
                 };
-                format!("{cell}, {} hidden", r.hidden_size)
+                let gain = if r.gain_head { ", gain head" } else { "" };
+                let level = match r.level_inputs.len() {
+                    0 => String::new(),
+                    n => format!(", {n} level inputs"),
+                };
+                format!("{cell}, {} hidden{gain}{level}", r.hidden_size)
             }
             Network::Conv(c) => {
                 let kind = match c.activation {
@@ -283,10 +324,34 @@ impl Network {
         }
     }
 
+    /// The oldest model-file schema that describes this network: readers of older majors
+    /// would misread it (they ignore fields they do not know), so files are stamped with this
+    /// rather than the newest version, and older builds keep reading what they can play.
+    pub fn schema_version_needed(&self) -> [u32; 2] {
+        match self {
+            Network::Recurrent(r) if r.gain_head || !r.level_inputs.is_empty() => [2, 0],
+            _ => [1, 0],
+        }
+    }
+
     /// Checks the structure beyond what the types express (e.g. what a time-varying FiLM may
     /// wrap); the error says what is wrong.
     pub fn check(&self) -> Result<(), String> {
         match self {
+            Network::Recurrent(r) if r.gain_head && !r.skip => {
+                Err("the gain head sets the gain of the input skip: it needs skip = true".into())
+            }
+            Network::Recurrent(r)
+                if r
+                    .level_inputs
+                    .iter()
+                    .any(|tau| !(tau.is_finite() && *tau >= 1.0)) =>
+            {
+                Err(format!(
+                    "level input time constants must be at least 1 sample, not {:?}",
+                    r.level_inputs
+                ))
+            }
             Network::TimeVarying(tv) => tv.check(),
             Network::WaveNet(w)
                 if w.arrays.is_empty() || w.arrays.iter().any(|a| a.dilations.is_empty()) =>

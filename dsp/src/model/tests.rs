@@ -46,17 +46,7 @@ pub(crate) fn random_model(network: Network, knob_count: usize, seed: u64) -> Mo
             (name, WeightTensor::new(shape, data))
         })
         .collect();
-    ModelFile {
-        format: FORMAT_ID.into(),
-        schema_version: [SCHEMA_MAJOR, SCHEMA_MINOR],
-        name: "test".into(),
-        sample_rate_hz: 48_000,
-        knobs,
-        network,
-        weights,
-        training: None,
-        metrics: None,
-    }
+    ModelFile::new("test", 48_000, knobs, network, weights)
 }
 
 pub(crate) fn lstm(hidden: usize) -> Network {
@@ -64,6 +54,8 @@ pub(crate) fn lstm(hidden: usize) -> Network {
         cell: Cell::Lstm,
         hidden_size: hidden,
         skip: true,
+        gain_head: false,
+        level_inputs: Vec::new(),
     })
 }
 
@@ -83,7 +75,37 @@ fn newer_major_version_is_refused_by_name() {
     let err = ModelFile::from_json(&text, Path::new("future.fxtwin.json")).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ModelFileError::NewerVersion { .. }), "{msg}");
-    assert!(msg.starts_with("future.fxtwin.json: model file schema 2.0 is newer"));
+    let expected = format!("future.fxtwin.json: model file schema {}.0 is newer", SCHEMA_MAJOR + 1);
+    assert!(msg.starts_with(&expected), "{msg}");
+}
+
+#[test]
+fn files_carry_the_oldest_schema_that_describes_them() {
+    // A plain LSTM is a 1.0 model: older builds still play it.
+    let plain = random_model(lstm(4), 1, 5);
+    assert_eq!(plain.schema_version, [1, 0]);
+
+    // The gain head changes what the network computes, so a 1.x reader must refuse it.
+    let gated = random_model(
+        Network::Recurrent(RecurrentNet {
+            cell: Cell::Gru,
+            hidden_size: 4,
+            skip: true,
+            gain_head: true,
+            level_inputs: Vec::new(),
+        }),
+        1,
+        5,
+    );
+    assert_eq!(gated.schema_version, [2, 0]);
+    let back = ModelFile::from_json(&gated.to_json(), Path::new("g.json")).unwrap();
+    assert_eq!(back, gated);
+
+    // A file that claims 1.0 but holds a gain head is malformed, not silently misread.
+    let mut mislabelled = gated;
+    mislabelled.schema_version = [1, 0];
+    let err = ModelFile::from_json(&mislabelled.to_json(), Path::new("m.json")).unwrap_err();
+    assert!(err.to_string().contains("needs schema 2.0"), "{err}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use dsp::engine::Player;
 use dsp::knob::{KnobSpec, Taper};
 use dsp::model::{
-    self, Activation, ConvBlockSpec, ConvNet, FilmSpec, LayerArraySpec, ModelFile, Network, SsmNet,
+    Activation, ConvBlockSpec, ConvNet, FilmSpec, LayerArraySpec, ModelFile, Network, SsmNet,
     TvFilmNet, WaveNetNet,
 };
 use rand::{Rng, SeedableRng};
@@ -42,17 +42,13 @@ pub(super) fn to_model(net: &TrainableNet) -> ModelFile {
             taper: Taper::Linear,
         })
         .collect();
-    ModelFile {
-        format: model::FORMAT_ID.into(),
-        schema_version: [model::SCHEMA_MAJOR, model::SCHEMA_MINOR],
-        name: "parity".into(),
-        sample_rate_hz: 48_000,
+    ModelFile::new(
+        "parity",
+        48_000,
         knobs,
-        network: net.network.clone(),
-        weights: net.to_weights().unwrap(),
-        training: None,
-        metrics: None,
-    }
+        net.network.clone(),
+        net.to_weights().unwrap(),
+    )
 }
 
 /// Largest |engine - candle| for one knob setting, with the engine fed in host blocks of

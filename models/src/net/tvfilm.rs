@@ -139,10 +139,10 @@ impl TrainableNet {
                 let (offsets, ch, cc) =
                     self.tv_film_offsets(tv, net.film.as_ref(), (x, 0), knobs, ctrl)?;
                 let (y, s_re, s_im) = self.forward_ssm(net, x, Some(&offsets), state)?;
-                let state = RecurrentState {
-                    h: Tensor::cat(&[&s_re, &ch], 1)?,
-                    c: Tensor::cat(&[&s_im, &cc], 1)?,
-                };
+                let state = RecurrentState::new(
+                    Tensor::cat(&[&s_re, &ch], 1)?,
+                    Tensor::cat(&[&s_im, &cc], 1)?,
+                );
                 Ok((y, Some(state)))
             }
             other => candle_core::bail!("time-varying FiLM cannot modulate {}", other.describe()),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Device, Tensor};
 use dsp::knob::{KnobSpec, Taper};
-use dsp::model::{self, ModelFile};
+use dsp::model::ModelFile;
 use models::net::TrainableNet;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -121,17 +121,13 @@ pub fn exercise_weights(net: &TrainableNet, seed: u64, zero_fill: f32, gain: f64
 
 /// The net exported into a validated model file with `knobs`.
 pub fn model_file(net: &TrainableNet, knobs: &[KnobSpec], name: &str) -> ModelFile {
-    let model = ModelFile {
-        format: model::FORMAT_ID.into(),
-        schema_version: [model::SCHEMA_MAJOR, model::SCHEMA_MINOR],
-        name: name.into(),
-        sample_rate_hz: SAMPLE_RATE_HZ,
-        knobs: knobs.to_vec(),
-        network: net.network.clone(),
-        weights: net.to_weights().expect("weights export"),
-        training: None,
-        metrics: None,
-    };
+    let model = ModelFile::new(
+        name,
+        SAMPLE_RATE_HZ,
+        knobs.to_vec(),
+        net.network.clone(),
+        net.to_weights().expect("weights export"),
+    );
     model
         .validate()
         .unwrap_or_else(|e| panic!("{name}: exported model is invalid: {e}"));
