@@ -9,7 +9,8 @@ use dsp::dataset::{self, Manifest};
 
 #[derive(Subcommand)]
 pub enum DatasetCommand {
-    /// Build manifest.toml from file names like `wet__gain=20__colour=60.wav` and `dry.wav`.
+    /// Build manifest.toml from WAV or FLAC file names like `wet__gain=20__colour=60.wav` and
+    /// `dry.wav`.
     Init {
         dir: PathBuf,
         /// Where to write the manifest (default DIR/manifest.toml); never overwritten.

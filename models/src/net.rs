@@ -73,7 +73,10 @@ pub fn level_features(
             end.push(det.power());
         }
     }
-    Ok((Tensor::from_vec(readings, (b_sz, t_len, d), x.device())?, end))
+    Ok((
+        Tensor::from_vec(readings, (b_sz, t_len, d), x.device())?,
+        end,
+    ))
 }
 
 /// A network with trainable weights.

@@ -63,14 +63,26 @@ fn tiny_networks() -> Vec<(&'static str, Network, usize)> {
             hidden_size: 3,
             skip,
             gain_head,
-            level_inputs: if gain_head { vec![2.0, 8.0] } else { Vec::new() },
+            level_inputs: if gain_head {
+                vec![2.0, 8.0]
+            } else {
+                Vec::new()
+            },
         })
     };
     vec![
         ("lstm, skip, 2 knobs", recurrent(Cell::Lstm, true, false), 2),
-        ("lstm, no skip, 1 knob", recurrent(Cell::Lstm, false, false), 1),
+        (
+            "lstm, no skip, 1 knob",
+            recurrent(Cell::Lstm, false, false),
+            1,
+        ),
         ("gru, skip, 1 knob", recurrent(Cell::Gru, true, false), 1),
-        ("gru, no skip, 2 knobs", recurrent(Cell::Gru, false, false), 2),
+        (
+            "gru, no skip, 2 knobs",
+            recurrent(Cell::Gru, false, false),
+            2,
+        ),
         (
             "tcn, FiLM, skip, 2 knobs",
             Network::Conv(conv(Activation::Tanh, &[(3, 1), (2, 2)], true, true)),

@@ -1,13 +1,14 @@
 //! Audio files in and out, and sample-rate conversion.
 //!
-//! Everything fxtwin reads or writes is mono `f32` at full scale ±1.0: [`read_wav`] picks one
-//! channel of a file, [`resample`] converts rates, [`load_mono`] does both, and
+//! Everything fxtwin reads or writes is mono `f32` at full scale ±1.0: [`read_audio`] picks one
+//! channel of a WAV or FLAC file, [`resample`] converts rates, [`load_mono`] does both, and
 //! [`write_wav_f32`] writes 32-bit float WAV files atomically. For files of any length in
 //! constant memory there are [`WavBlockReader`], [`WavBlockWriter`] and
 //! [`StreamingResampler`].
 //!
 //! Errors are [`AudioError`]s that name the file and what is wrong with it.
 
+mod flac;
 mod resample;
 #[cfg(test)]
 pub(crate) mod testdir;
@@ -16,7 +17,7 @@ mod wav;
 use std::path::{Path, PathBuf};
 
 pub use resample::{resample, StreamingResampler};
-pub use wav::{probe_wav, WavBlockReader, WavBlockWriter, WavInfo};
+pub use wav::{probe_wav, AudioInfo, WavBlockReader, WavBlockWriter};
 
 /// A mono signal at a known sample rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,12 @@ pub enum AudioError {
     NoSamples { path: PathBuf },
     #[error("{}: not a WAV file or its header is corrupt: {reason}", path.display())]
     NotWav { path: PathBuf, reason: String },
+    #[error("{}: not a valid {format} file: {reason}", path.display())]
+    Invalid {
+        path: PathBuf,
+        format: &'static str,
+        reason: String,
+    },
     #[error(
         "{}: the audio data is truncated: the header announces {frames_expected} frames but the \
          file ends after {frames_read}",
@@ -118,26 +125,60 @@ pub fn read_wav(path: &Path, channel: usize) -> Result<AudioBuffer, AudioError> 
     })
 }
 
+/// The audio formats fxtwin reads, by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Wav,
+    Flac,
+}
+
+impl Format {
+    /// The format of `path`, from its extension (case-insensitive).
+    fn of(path: &Path) -> Result<Self, AudioError> {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        match extension.as_str() {
+            "wav" | "wave" => Ok(Self::Wav),
+            "flac" => Ok(Self::Flac),
+            other => Err(AudioError::Unsupported {
+                path: path.to_path_buf(),
+                what: if other.is_empty() {
+                    "no file extension; .wav and .flac files can be read".to_string()
+                } else {
+                    format!(".{other} files cannot be read; convert to .wav or .flac")
+                },
+            }),
+        }
+    }
+}
+
+/// Whether `path` names a file fxtwin can read, judging by its extension only.
+pub fn is_audio_file_name(path: &Path) -> bool {
+    Format::of(path).is_ok()
+}
+
 /// Reads one channel of an audio file, choosing the decoder by the file's extension
-/// (case-insensitive). Only WAV (`.wav`, `.wave`) is supported for now.
+/// (case-insensitive): WAV (`.wav`, `.wave`) as [`read_wav`] does, or FLAC (`.flac`, integer
+/// samples of up to 24 bits, read exactly as a WAV file of the same depth would be).
 ///
-/// TODO: FLAC. symphonia would decode it but is a large dependency for one format; until a
-/// user needs it, FLAC files get a clear [`AudioError::Unsupported`].
+/// # Errors
+/// Those of [`read_wav`], for either format, plus [`AudioError::Invalid`] for a FLAC stream
+/// that cannot be decoded or fails its MD5 check.
 pub fn read_audio(path: &Path, channel: usize) -> Result<AudioBuffer, AudioError> {
-    let extension = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    match extension.as_str() {
-        "wav" | "wave" => read_wav(path, channel),
-        other => Err(AudioError::Unsupported {
-            path: path.to_path_buf(),
-            what: if other.is_empty() {
-                "no file extension; only .wav files can be read".to_string()
-            } else {
-                format!(".{other} files cannot be read yet; convert to .wav")
-            },
-        }),
+    match Format::of(path)? {
+        Format::Wav => read_wav(path, channel),
+        Format::Flac => flac::read_flac(path, channel),
+    }
+}
+
+/// Reads the header of a WAV or FLAC file only (see [`probe_wav`]). A FLAC header may leave
+/// the length unknown; [`AudioInfo::len_samples`] is then 0.
+pub fn probe_audio(path: &Path) -> Result<AudioInfo, AudioError> {
+    match Format::of(path)? {
+        Format::Wav => probe_wav(path),
+        Format::Flac => flac::probe_flac(path),
     }
 }
 

@@ -90,7 +90,7 @@ fn write_wav_f32_round_trips_exactly_as_mono_float() {
     let info = probe_wav(&path).unwrap();
     assert_eq!(
         info,
-        WavInfo {
+        AudioInfo {
             sample_rate_hz: 48_000,
             channels: 1,
             len_samples: 3000,
@@ -182,11 +182,25 @@ fn bad_files_give_their_own_errors() {
         Err(AudioError::NoSamples { .. })
     ));
 
+    // A FLAC signature with nothing after it: the stream header is missing.
     let flac = dir.path().join("song.flac");
     std::fs::write(&flac, b"fLaC").unwrap();
     let err = read_audio(&flac, 0).unwrap_err();
-    assert!(matches!(err, AudioError::Unsupported { .. }));
+    assert!(matches!(err, AudioError::Invalid { .. }), "{err:?}");
     assert!(err.to_string().contains("song.flac"), "{err}");
+
+    // A WAV file under a FLAC name is not decoded as anything.
+    let misnamed = dir.path().join("really-a-wav.flac");
+    write_with_hound(&misnamed, &[vec![0.25, -0.25]], 16, false);
+    let err = read_audio(&misnamed, 0).unwrap_err();
+    assert!(matches!(err, AudioError::Invalid { .. }), "{err:?}");
+    assert!(err.to_string().contains("really-a-wav.flac"), "{err}");
+
+    let ogg = dir.path().join("song.ogg");
+    std::fs::write(&ogg, b"OggS").unwrap();
+    let err = read_audio(&ogg, 0).unwrap_err();
+    assert!(matches!(err, AudioError::Unsupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("song.ogg"), "{err}");
 }
 
 #[test]

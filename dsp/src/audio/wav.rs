@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use super::AudioError;
 use crate::fsutil::temp_path_for;
 
-/// What a WAV header says about its file.
+/// What an audio file's header says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WavInfo {
+pub struct AudioInfo {
     /// Sample rate, in Hz.
     pub sample_rate_hz: u32,
     /// Number of interleaved channels, at least 1.
@@ -26,7 +26,7 @@ pub struct WavInfo {
 ///
 /// # Errors
 /// As [`super::read_wav`], except that truncated sample data is not detected (it is not read).
-pub fn probe_wav(path: &Path) -> Result<WavInfo, AudioError> {
+pub fn probe_wav(path: &Path) -> Result<AudioInfo, AudioError> {
     let (_, info) = open_checked(path)?;
     Ok(info)
 }
@@ -42,7 +42,7 @@ enum Decode {
 }
 
 /// Opens a WAV file and checks that fxtwin can decode its samples.
-fn open_checked(path: &Path) -> Result<(hound::WavReader<BufReader<File>>, WavInfo), AudioError> {
+fn open_checked(path: &Path) -> Result<(hound::WavReader<BufReader<File>>, AudioInfo), AudioError> {
     let owned = || path.to_path_buf();
 
     // Existence and emptiness first: hound would report both as a bare I/O error.
@@ -108,7 +108,7 @@ fn open_checked(path: &Path) -> Result<(hound::WavReader<BufReader<File>>, WavIn
             reason: "the header declares zero channels".to_string(),
         });
     }
-    let info = WavInfo {
+    let info = AudioInfo {
         sample_rate_hz: spec.sample_rate,
         channels: usize::from(spec.channels),
         len_samples: u64::from(reader.duration()),
@@ -125,7 +125,7 @@ fn open_checked(path: &Path) -> Result<(hound::WavReader<BufReader<File>>, WavIn
 pub struct WavBlockReader {
     path: PathBuf,
     reader: hound::WavReader<BufReader<File>>,
-    info: WavInfo,
+    info: AudioInfo,
     channel: usize,
     decode: Decode,
     /// Samples of the chosen channel handed out so far.
@@ -175,7 +175,7 @@ impl WavBlockReader {
     }
 
     /// The header's description of the file.
-    pub fn info(&self) -> WavInfo {
+    pub fn info(&self) -> AudioInfo {
         self.info
     }
 

@@ -10,7 +10,7 @@ use super::{
     MANIFEST_FILE_NAME,
 };
 
-/// A `*.wav` file and what its name says.
+/// An audio file (`*.wav` or `*.flac`) and what its name says.
 struct NamedFile {
     /// File name within the folder.
     name: String,
@@ -47,14 +47,14 @@ impl NamedFile {
     }
 }
 
-/// Builds a manifest from the `*.wav` files in `dir` (not its subfolders), reading knob
-/// values from their names.
+/// Builds a manifest from the audio files (`*.wav`, `*.flac`) in `dir` (not its subfolders),
+/// reading knob values from their names.
 ///
 /// Naming rules:
 /// - Wet files carry `NAME=VALUE` fields separated by `__`: `wet__gain=20__tone=5.wav`
 ///   (the text before the first `__` is free). A lone `wet.wav` makes a device without knobs.
-/// - The dry file is `dry.wav`, or else the only file whose name starts with `dry` and carries
-///   no fields. A dry file named `stimulus*.wav` marks every pair as a capture of fxtwin's
+/// - The dry file is `dry.wav` (or `dry.flac`), or else the only file whose name starts with
+///   `dry` and carries no fields. A dry file named `stimulus*.wav` marks every pair as a capture of fxtwin's
 ///   profiling stimulus.
 /// - When each setting has its own dry file, `dry__gain=20.wav` pairs with
 ///   `wet__gain=20.wav`; a wet file without its own dry file uses the shared one.
@@ -68,7 +68,7 @@ impl NamedFile {
 /// The device is named after the folder; the manifest's path is `dir/manifest.toml`
 /// ([`MANIFEST_FILE_NAME`]), not yet written: call [`Manifest::save`].
 pub fn init_from_dir(dir: &Path) -> Result<Manifest, DatasetError> {
-    // List and parse the WAV files, in name order so that results are reproducible.
+    // List and parse the audio files, in name order so that results are reproducible.
     let read_dir_error = |source| DatasetError::ReadDir {
         dir: dir.to_path_buf(),
         source,
@@ -77,10 +77,7 @@ pub fn init_from_dir(dir: &Path) -> Result<Manifest, DatasetError> {
     for entry in std::fs::read_dir(dir).map_err(read_dir_error)? {
         let entry = entry.map_err(read_dir_error)?;
         let path = entry.path();
-        let is_wav = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
-        if is_wav && path.is_file() {
+        if crate::audio::is_audio_file_name(&path) && path.is_file() {
             files.push(parse_name(&path)?);
         }
     }
@@ -94,10 +91,10 @@ pub fn init_from_dir(dir: &Path) -> Result<Manifest, DatasetError> {
     let shared_dry = match shared_dry.as_slice() {
         [] => None,
         [only] => Some(*only),
-        several => match several
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case("dry.wav"))
-        {
+        several => match several.iter().find(|f| {
+            let lower = f.name.to_ascii_lowercase();
+            lower == "dry.wav" || lower == "dry.flac"
+        }) {
             Some(dry) => Some(*dry),
             None => {
                 return Err(DatasetError::AmbiguousDry {

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::audio::probe_wav;
+use crate::audio::probe_audio;
 use crate::fsutil::write_atomic;
 use crate::knob::{KnobError, KnobSpec};
 
@@ -360,7 +360,7 @@ impl Manifest {
         Ok(())
     }
 
-    /// Opens the header of every pair's files: each must be a readable WAV file holding the
+    /// Opens the header of every pair's files: each must be a readable WAV or FLAC file holding the
     /// pair's channel. Slower than [`Manifest::validate`] (it opens every file) but reads no
     /// sample data.
     pub fn check_audio(&self) -> Result<(), DatasetError> {
@@ -373,7 +373,7 @@ impl Manifest {
                     role,
                     source,
                 };
-                let info = probe_wav(&file).map_err(audio_error)?;
+                let info = probe_audio(&file).map_err(audio_error)?;
                 if pair.channel >= info.channels {
                     return Err(audio_error(crate::audio::AudioError::ChannelOutOfRange {
                         path: file,

@@ -48,11 +48,24 @@ impl RecurrentKernel {
         let cols = net.input_size(knob_count);
         let w_x = (0..gh).map(|r| w_ih[r * cols]).collect();
         let w_k = (0..gh)
-            .flat_map(|r| w_ih[r * cols + 1..r * cols + 1 + knob_count].iter().copied())
+            .flat_map(|r| {
+                w_ih[r * cols + 1..r * cols + 1 + knob_count]
+                    .iter()
+                    .copied()
+            })
             .collect();
-        let levels: Vec<LevelDetector> = net.level_inputs.iter().copied().map(LevelDetector::new).collect();
+        let levels: Vec<LevelDetector> = net
+            .level_inputs
+            .iter()
+            .copied()
+            .map(LevelDetector::new)
+            .collect();
         let w_level = (0..gh)
-            .flat_map(|r| w_ih[r * cols + 1 + knob_count..(r + 1) * cols].iter().copied())
+            .flat_map(|r| {
+                w_ih[r * cols + 1 + knob_count..(r + 1) * cols]
+                    .iter()
+                    .copied()
+            })
             .collect();
         let (b_in, b_hh) = match net.cell {
             Cell::Lstm => (model.weight("rnn.b").data.clone(), Vec::new()),

@@ -48,7 +48,11 @@ impl LevelDetector {
 
     /// Sets the state, e.g. to carry it from one training segment to the next.
     pub fn set_power(&mut self, power: f32) {
-        self.power = if power.is_finite() { power.max(0.0) } else { 0.0 };
+        self.power = if power.is_finite() {
+            power.max(0.0)
+        } else {
+            0.0
+        };
     }
 
     /// Back to silence.

@@ -33,7 +33,9 @@ mod tvfilm;
 mod wavenet;
 
 pub use level::LevelDetector;
-pub use network::{GAIN_HEAD_SCALE, Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, Network, RecurrentNet};
+pub use network::{
+    Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, Network, RecurrentNet, GAIN_HEAD_SCALE,
+};
 pub use ssm::{discretize, Discretized, SsmNet};
 pub use tvfilm::{block_level, level_from_power, TvFilmNet, LEVEL_FLOOR_POWER, LEVEL_RANGE_DB};
 pub use wavenet::{LayerArraySpec, WaveNetNet};

@@ -342,8 +342,7 @@ impl Network {
                 Err("the gain head sets the gain of the input skip: it needs skip = true".into())
             }
             Network::Recurrent(r)
-                if r
-                    .level_inputs
+                if r.level_inputs
                     .iter()
                     .any(|tau| !(tau.is_finite() && *tau >= 1.0)) =>
             {

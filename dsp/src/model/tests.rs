@@ -75,7 +75,10 @@ fn newer_major_version_is_refused_by_name() {
     let err = ModelFile::from_json(&text, Path::new("future.fxtwin.json")).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ModelFileError::NewerVersion { .. }), "{msg}");
-    let expected = format!("future.fxtwin.json: model file schema {}.0 is newer", SCHEMA_MAJOR + 1);
+    let expected = format!(
+        "future.fxtwin.json: model file schema {}.0 is newer",
+        SCHEMA_MAJOR + 1
+    );
     assert!(msg.starts_with(&expected), "{msg}");
 }
 

@@ -116,10 +116,7 @@ struct Gated;
 fn gate_rows(z: &[f32], k: usize, c: usize, t: usize) -> (&[f32], &[f32]) {
     let (item, ch) = (k / c, k % c);
     let base = item * 2 * c * t;
-    (
-        &z[base + ch * t..][..t],
-        &z[base + (c + ch) * t..][..t],
-    )
+    (&z[base + ch * t..][..t], &z[base + (c + ch) * t..][..t])
 }
 
 /// `(batch, C, T)` of a gated op's input layout `[B, 2C, T]`.
