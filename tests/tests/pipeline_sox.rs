@@ -29,9 +29,6 @@ use sox::{SoxDevice, WorkDir};
 /// Acceptance bounds on the ESR of held-out material.
 const OVERDRIVE_MAX_ESR: f64 = 0.05;
 const COMPRESSOR_MAX_ESR: f64 = 0.1;
-/// What the compressor's held-out knob setting reaches today (see the TODO at its test); the
-/// acceptance bound is [`COMPRESSOR_MAX_ESR`].
-const COMPRESSOR_KNOB_MAX_ESR_TODAY: f64 = 0.5;
 
 /// The training loop validates from a short warm-up before each held-out tail, the player from
 /// the start of the file; their ESRs may differ by this fraction of the larger, plus
@@ -214,9 +211,11 @@ struct Bounds {
     time: f64,
     /// Held-out knob settings.
     knob: f64,
-    /// Also require a best-gain wire to miss both bounds, so that meeting them shows the
-    /// device's nonlinearity was learned, not just its level.
-    wire_must_miss: bool,
+    /// Also require a best-gain wire to miss the bound of the held-out time segments and of
+    /// the held-out knob settings respectively, so that meeting them shows the device's
+    /// nonlinearity was learned, not just its level.
+    wire_must_miss_time: bool,
+    wire_must_miss_knob: bool,
 }
 
 /// Checks a trained model against `bounds`, from the training loop's metrics and from the
@@ -292,12 +291,22 @@ fn assert_held_out_esr(device: &SoxDevice, data: &Dataset, outcome: &TrainOutcom
 
     // The device is not trivially a gain: a wire with the best gain per pair (which knows the
     // target) misses the bound.
-    for (what, wire, max_esr) in [
-        ("time", played.wire_time_holdout, bounds.time),
-        ("knob", played.wire_knob_holdout, bounds.knob),
+    for (what, wire, max_esr, must_miss) in [
+        (
+            "time",
+            played.wire_time_holdout,
+            bounds.time,
+            bounds.wire_must_miss_time,
+        ),
+        (
+            "knob",
+            played.wire_knob_holdout,
+            bounds.knob,
+            bounds.wire_must_miss_knob,
+        ),
     ] {
-        if !bounds.wire_must_miss {
-            break;
+        if !must_miss {
+            continue;
         }
         assert!(
             wire > max_esr,
@@ -336,18 +345,16 @@ fn sox_overdrive_gain_knob_is_learned_within_esr_bound() {
         Bounds {
             time: OVERDRIVE_MAX_ESR,
             knob: OVERDRIVE_MAX_ESR,
-            wire_must_miss: true,
+            wire_must_miss_time: true,
+            wire_must_miss_knob: true,
         },
     );
 }
 
-// TODO: the acceptance bound for the held-out knob setting is ESR 0.1, and lstm-16 does not
-// reach it yet: in 3-minute runs the held-out setting (threshold -30 dB, ratio 4) stays around
-// 0.2-0.35, and the heaviest trained settings (threshold -40 dB, ratios 4 and 8, up to 35 dB of
-// gain reduction) stay around 0.45. This test holds what is reached today, so regressions show:
-// held-out time segments below the acceptance bound 0.1, the held-out setting below
-// COMPRESSOR_KNOB_MAX_ESR_TODAY. The held-out time tails are a steady passage on which a
-// best-gain wire already scores about 0.06, so that part shows little; the wire check is off.
+// The compressor is learned by a recurrent net with a gain head: the LSTM sees the input and
+// log-level detectors and outputs a log gain that scales the input (a learned VCA). A plain
+// LSTM of the same size has to learn the multiplication itself and stalls far above the bound
+// on the held-out knob setting.
 #[test]
 fn sox_compand_threshold_and_ratio_knobs_are_learned_within_esr_bound() {
     let work = WorkDir::new("pipeline_sox_compand");
@@ -379,7 +386,7 @@ fn sox_compand_threshold_and_ratio_knobs_are_learned_within_esr_bound() {
     }
 
     let recipe = Recipe {
-        preset: "lstm-16",
+        preset: "lstm-16-gain",
         seed: 1,
         // The release (100 ms, 4800 samples) needs a burn-in long enough for the model's
         // envelope to settle before the loss looks at its output.
@@ -398,8 +405,11 @@ fn sox_compand_threshold_and_ratio_knobs_are_learned_within_esr_bound() {
         &outcome,
         Bounds {
             time: COMPRESSOR_MAX_ESR,
-            knob: COMPRESSOR_KNOB_MAX_ESR_TODAY,
-            wire_must_miss: false,
+            knob: COMPRESSOR_MAX_ESR,
+            // The held-out time tails are a steady passage on which a best-gain wire already
+            // scores about 0.06, so only the held-out knob setting shows the dynamics.
+            wire_must_miss_time: false,
+            wire_must_miss_knob: true,
         },
     );
 }
