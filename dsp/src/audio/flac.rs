@@ -29,36 +29,24 @@ struct OpenFlac {
     info: AudioInfo,
 }
 
+/// A FLAC stream that cannot be decoded, and why.
+fn invalid_flac(path: &Path, reason: String) -> AudioError {
+    AudioError::Invalid {
+        path: path.to_path_buf(),
+        format: "FLAC",
+        reason,
+    }
+}
+
 /// Opens a FLAC file and reads its stream header.
 fn open(path: &Path) -> Result<OpenFlac, AudioError> {
     let owned = || path.to_path_buf();
-    let invalid = |reason: String| AudioError::Invalid {
+    let invalid = |reason: String| invalid_flac(path, reason);
+    super::check_nonempty_file(path)?;
+    let file = File::open(path).map_err(|source| AudioError::Io {
         path: owned(),
-        format: "FLAC",
-        reason,
-    };
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(AudioError::NotFound { path: owned() })
-        }
-        Err(source) => {
-            return Err(AudioError::Io {
-                path: owned(),
-                source,
-            })
-        }
-    };
-    let len = file
-        .metadata()
-        .map_err(|source| AudioError::Io {
-            path: owned(),
-            source,
-        })?
-        .len();
-    if len == 0 {
-        return Err(AudioError::Empty { path: owned() });
-    }
+        source,
+    })?;
 
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let reader = FlacReader::try_new(stream, &FormatOptions::default())
@@ -115,11 +103,7 @@ pub(super) fn read_flac(path: &Path, channel: usize) -> Result<AudioBuffer, Audi
         info,
     } = open(path)?;
     let owned = || path.to_path_buf();
-    let invalid = |reason: String| AudioError::Invalid {
-        path: owned(),
-        format: "FLAC",
-        reason,
-    };
+    let invalid = |reason: String| invalid_flac(path, reason);
     if channel >= info.channels {
         return Err(AudioError::ChannelOutOfRange {
             path: owned(),

@@ -125,6 +125,25 @@ pub fn read_wav(path: &Path, channel: usize) -> Result<AudioBuffer, AudioError> 
     })
 }
 
+/// Fails with [`AudioError::NotFound`], [`AudioError::Empty`] or [`AudioError::Io`] unless
+/// `path` is an existing file holding at least one byte: decoders report these cases as bare
+/// I/O errors that do not tell the user what is wrong.
+fn check_nonempty_file(path: &Path) -> Result<(), AudioError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => Err(AudioError::Empty {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(AudioError::NotFound {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(AudioError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// The audio formats fxtwin reads, by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {

@@ -46,21 +46,7 @@ fn open_checked(path: &Path) -> Result<(hound::WavReader<BufReader<File>>, Audio
     let owned = || path.to_path_buf();
 
     // Existence and emptiness first: hound would report both as a bare I/O error.
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() && meta.len() == 0 => {
-            return Err(AudioError::Empty { path: owned() })
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(AudioError::NotFound { path: owned() })
-        }
-        Err(source) => {
-            return Err(AudioError::Io {
-                path: owned(),
-                source,
-            })
-        }
-    }
+    super::check_nonempty_file(path)?;
 
     let reader = hound::WavReader::open(path).map_err(|e| match e {
         hound::Error::IoError(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
