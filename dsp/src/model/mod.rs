@@ -36,7 +36,7 @@ pub use level::LevelDetector;
 pub use network::{
     Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, Network, RecurrentNet, GAIN_HEAD_SCALE,
 };
-pub use ssm::{discretize, Discretized, SsmNet};
+pub use ssm::{discretize, Discretized, SsmNet, LOG_A_RE_MIN};
 pub use tvfilm::{block_level, level_from_power, TvFilmNet, LEVEL_FLOOR_POWER, LEVEL_RANGE_DB};
 pub use wavenet::{LayerArraySpec, WaveNetNet};
 

@@ -10,8 +10,8 @@ use super::network::FilmSpec;
 /// The input `x [T]` is lifted to `h_0 = in_w x + in_b` (`C` channels). Block `l` runs, per
 /// channel `c`, `N` complex states `s_n` of the continuous system
 /// `s' = A s + u`, `y = Re(Σ_n C_n s_n) + D u` with `A_n = -exp(log_a_re_n) + i a_im_n`
-/// (stable for any weights), sampled with zero-order hold at step `dt = exp(log_dt_c)` (in
-/// samples), see [`discretize`]:
+/// (stable for any weights; `log_a_re` is floored at [`LOG_A_RE_MIN`]), sampled with
+/// zero-order hold at step `dt = exp(log_dt_c)` (in samples), see [`discretize`]:
 ///
 /// ```text
 /// s[t] = Ā s[t-1] + B̄ u[t],   y[t] = Re(Σ_n C_n s_n[t]) + D u[t]     (u = h_l, per channel)
@@ -98,11 +98,19 @@ pub struct Discretized {
     pub b_im: Vec<f32>,
 }
 
+/// Floor of `log_a_re`: a pole's decay rate `exp(log_a_re)` never goes below `exp(-20)`
+/// (a time constant of 485 million samples, nearly three hours at 48 kHz, so nothing audible
+/// is lost). Without it, a weight below about -87 makes the rate underflow to 0 in f32, and a
+/// pole with no imaginary part then divides 0 by 0 in `B̄`. Weights below the floor read as
+/// the floor, in training and in the engine alike.
+pub const LOG_A_RE_MIN: f32 = -20.0;
+
 /// Discretises `s' = A s + u` with zero-order hold over a step `dt`:
 /// `Ā = exp(dt A)`, `B̄ = (exp(dt A) - 1) / A`.
 ///
 /// `log_dt [C]`, `log_a_re [C*N]`, `a_im [C*N]` (channel-major), with
-/// `A = -exp(log_a_re) + i a_im` and `dt = exp(log_dt)` per channel. Every step is plain f32
+/// `A = -exp(max(log_a_re, LOG_A_RE_MIN)) + i a_im` (see [`LOG_A_RE_MIN`]) and
+/// `dt = exp(log_dt)` per channel. Every step is plain f32
 /// arithmetic in a fixed order, which the training crate repeats op by op; `exp(x) - 1` and
 /// `cos(θ) - 1` are formed as `2 tanh(x/2) / (1 - tanh(x/2))` and `-2 sin²(θ/2)` so that
 /// small steps (`dt |A| ~ 1e-5`) keep full relative precision in `B̄`.
@@ -127,7 +135,7 @@ pub fn discretize(log_dt: &[f32], log_a_re: &[f32], a_im: &[f32]) -> Discretized
     };
     for i in 0..len {
         let dt = log_dt[i / n.max(1)].exp();
-        let re = -log_a_re[i].exp();
+        let re = -log_a_re[i].max(LOG_A_RE_MIN).exp();
         let im = a_im[i];
         let x = dt * re;
         let theta = dt * im;
@@ -141,9 +149,7 @@ pub fn discretize(log_dt: &[f32], log_a_re: &[f32], a_im: &[f32]) -> Discretized
         let half = (theta * 0.5).sin();
         let num_re = expm1 * cos - (half * half) * 2.0;
         let num_im = mag * sin;
-        // (Ā - 1) / A. TODO: `log_a_re < -87` underflows `re` to 0, and with `im = 0` the
-        // division gives NaN: the engine's state turns non-finite and is cleared every block
-        // (silence). Nothing keeps training away from such weights yet.
+        // (Ā - 1) / A; `den` > 0 thanks to the floor on `log_a_re`.
         let den = re * re + im * im;
         out.b_re[i] = (num_re * re + num_im * im) / den;
         out.b_im[i] = (num_im * re - num_re * im) / den;
@@ -154,6 +160,27 @@ pub fn discretize(log_dt: &[f32], log_a_re: &[f32], a_im: &[f32]) -> Discretized
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vanishing_real_pole_becomes_an_integrator_not_nan() {
+        // Decay rates far below f32's range, on a pole without imaginary part (S4D's first
+        // state starts so): the floor keeps B̄ at its limit dt instead of 0 / 0.
+        let dt = 0.5f32;
+        for log_a_re in [-30.0f32, -87.5, -200.0, f32::NEG_INFINITY] {
+            let d = discretize(&[dt.ln()], &[log_a_re], &[0.0]);
+            assert!(
+                (d.b_re[0] - dt).abs() <= 1e-6 * dt,
+                "log_a_re {log_a_re}: B̄ = {} but the integrator's is {dt}",
+                d.b_re[0]
+            );
+            assert_eq!(d.b_im[0], 0.0);
+            assert!(
+                d.a_re[0] <= 1.0 && d.a_re[0] > 1.0 - 1e-6,
+                "Ā = {}",
+                d.a_re[0]
+            );
+        }
+    }
 
     #[test]
     fn discretisation_matches_f64_zero_order_hold() {

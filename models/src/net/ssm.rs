@@ -32,7 +32,10 @@ impl TrainableNet {
     fn discretize_block(&self, l: usize) -> Result<Disc> {
         let w = |n: &str| self.w(&format!("blocks.{l}.{n}"));
         let dt = w("log_dt").exp()?.unsqueeze(1)?;
-        let re = w("log_a_re").exp()?.neg()?;
+        let re = w("log_a_re")
+            .maximum(dsp::model::LOG_A_RE_MIN)?
+            .exp()?
+            .neg()?;
         let im = w("a_im");
         let x = re.broadcast_mul(&dt)?;
         let theta = im.broadcast_mul(&dt)?;
