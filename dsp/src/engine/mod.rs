@@ -11,11 +11,14 @@
 //! a knob glides, the network's conditioning is refreshed every [`GLIDE_UPDATE_SAMPLES`].
 
 mod conv;
+mod denormal;
 mod film;
 mod recurrent;
 mod ssm;
 mod tvfilm;
 mod wavenet;
+
+pub use denormal::FlushDenormals;
 
 use crate::knob::KnobError;
 use crate::model::{ModelFile, ModelFileError, Network};
@@ -155,12 +158,16 @@ impl Player {
         kernel.reset();
     }
 
-    /// Processes `input` into `output` (equal lengths). Allocation-free.
+    /// Processes `input` into `output` (equal lengths). Allocation-free, lock-free and
+    /// without system calls: callable from the audio thread.
     ///
     /// Non-finite input samples are treated as silence, and if the state ever becomes
     /// non-finite the history is cleared, so a burst of NaN cannot silence the model for good.
+    /// Subnormal values are flushed to zero while it runs ([`FlushDenormals`]), so a decaying
+    /// state costs no more than a live one; the caller's floating-point mode is restored.
     pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
         assert_eq!(input.len(), output.len(), "input and output lengths differ");
+        let _flush = FlushDenormals::new();
         let mut done = 0;
         while done < input.len() {
             let gliding = self.is_gliding();
@@ -246,3 +253,5 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 mod tests;
 #[cfg(test)]
 mod tests_arch;
+#[cfg(test)]
+mod tests_realtime;

@@ -2,7 +2,7 @@ use super::*;
 use crate::model::tests::{lstm, random_model, TestRng};
 use crate::model::{Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, RecurrentNet};
 
-fn networks() -> Vec<(&'static str, Network)> {
+pub(super) fn networks() -> Vec<(&'static str, Network)> {
     let conv = |activation| {
         Network::Conv(ConvNet {
             channels: 4,

@@ -67,7 +67,7 @@ pub(crate) fn small_ssm() -> Network {
 }
 
 /// The networks of this file, for the shared checks.
-fn networks() -> Vec<(&'static str, Network)> {
+pub(super) fn networks() -> Vec<(&'static str, Network)> {
     vec![
         ("wavenet-tanh", small_wavenet(Activation::Tanh)),
         ("wavenet-gated", small_wavenet(Activation::Gated)),
