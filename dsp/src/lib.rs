@@ -10,6 +10,7 @@ pub mod audio;
 pub mod check;
 pub mod dataset;
 pub mod engine;
+pub mod fastmath;
 pub mod fsutil;
 pub mod knob;
 pub mod levels;

@@ -5,7 +5,7 @@
 //! (`y²`, `1 - y²`, the product); the gated form adds a sigmoid op, two narrows and a product on
 //! top. In a TCN training step these element-wise passes cost about as much as the
 //! convolutions. Here each direction is one pass with the branch-free activations of
-//! [`super::activation`], which the compiler vectorises.
+//! [`dsp::fastmath`], which the compiler vectorises.
 //!
 //! CPU and f32 only, like the other fused ops.
 
@@ -13,8 +13,8 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor}
 
 use dsp::model::Activation;
 
-use super::activation::{sigmoid, tanh as tanh_f32};
 use super::cpu::{f32_slice, run_jobs};
+use dsp::fastmath::{sigmoid, tanh as tanh_f32};
 
 /// Elements per job when an element-wise pass is spread over threads.
 const CHUNK: usize = 1 << 16;

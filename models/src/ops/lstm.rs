@@ -25,11 +25,11 @@ use std::sync::OnceLock;
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::activation::{sigmoid_in_place, tanh_in_place};
 use super::cpu::{
     add_outer, add_rows_scaled, dispatch_avx2, dot_rows, drain_into, f32_slice, pooled_buffer,
     recycle_buffer, run_jobs, to_f32_vec, transpose, with_f32,
 };
+use dsp::fastmath::{sigmoid_in_place, tanh_in_place};
 
 /// Name of the fused op in candle errors.
 const OP_NAME: &str = "fxtwin-lstm-scan";

@@ -8,7 +8,6 @@
 //! - [`tanh`](gate::tanh) and [`gated`](gate::gated): the conv networks' activations as
 //!   one-pass ops.
 
-mod activation;
 pub mod conv;
 mod cpu;
 pub mod gate;

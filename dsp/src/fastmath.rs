@@ -1,8 +1,9 @@
 //! Branch-free `exp`, `sigmoid` and `tanh` for f32 that the compiler can vectorise.
 //!
-//! `f32::exp` and `f32::tanh` call into libm one value at a time; inside the recurrent scans they
-//! would cost more than the matrix-vector products. These versions are plain arithmetic and
-//! selects, so loops over slices compile to SIMD code.
+//! `f32::exp` and `f32::tanh` call into libm one value at a time; inside a recurrent cell they
+//! cost more than the matrix-vector products. These versions are plain arithmetic and selects,
+//! so loops over slices compile to SIMD code. The real-time engine and the training crate's
+//! fused ops use the same functions, so both compute the same activations.
 //!
 //! Accuracy (checked in the tests below against `f64` math): `exp` within 2 ulp-ish relative
 //! error (< 3e-7) on its clamped range, `sigmoid` and `tanh` within 3e-7 absolute error for all
@@ -29,7 +30,7 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// `e^r` (truncation error below 6e-9 relative on that interval) scaled by `2^n` built from
 /// exponent bits.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     // Clamp with comparisons (not `f32::max`) so that NaN propagates.
     let x = if x < EXP_MIN_ARG { EXP_MIN_ARG } else { x };
     let x = if x > EXP_MAX_ARG { EXP_MAX_ARG } else { x };
@@ -57,7 +58,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 
 /// Logistic function `1 / (1 + e^-x)`.
 #[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
+pub fn sigmoid(x: f32) -> f32 {
     let x = if x < -SIGMOID_CLAMP {
         -SIGMOID_CLAMP
     } else {
@@ -70,13 +71,13 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 /// Hyperbolic tangent as `2 sigmoid(2x) - 1` (absolute error below 3e-7; the relative error
 /// near 0 is larger, which is harmless where values are summed with O(1) terms).
 #[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
+pub fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
 /// Applies [`sigmoid`] to every element in place.
 #[inline(always)]
-pub(crate) fn sigmoid_in_place(values: &mut [f32]) {
+pub fn sigmoid_in_place(values: &mut [f32]) {
     for v in values {
         *v = sigmoid(*v);
     }
@@ -84,7 +85,7 @@ pub(crate) fn sigmoid_in_place(values: &mut [f32]) {
 
 /// Applies [`tanh`] to every element in place.
 #[inline(always)]
-pub(crate) fn tanh_in_place(values: &mut [f32]) {
+pub fn tanh_in_place(values: &mut [f32]) {
     for v in values {
         *v = tanh(*v);
     }
