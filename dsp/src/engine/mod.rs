@@ -14,11 +14,13 @@ mod conv;
 mod denormal;
 mod film;
 mod recurrent;
+mod simd;
 mod ssm;
 mod tvfilm;
 mod wavenet;
 
 pub use denormal::FlushDenormals;
+pub use simd::Isa;
 
 use crate::knob::KnobError;
 use crate::model::{ModelFile, ModelFileError, Network};

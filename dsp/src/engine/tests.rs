@@ -1,3 +1,4 @@
+use super::Isa;
 use super::*;
 use crate::model::tests::{lstm, random_model, TestRng};
 use crate::model::{Activation, Cell, ConvBlockSpec, ConvNet, FilmSpec, RecurrentNet};
@@ -179,4 +180,73 @@ fn knob_out_of_range_is_refused() {
     let mut player = Player::new(&model, 64).unwrap();
     let err = player.set_knob_values(&[11.0]).unwrap_err();
     assert!(err.to_string().contains("knob0"));
+}
+
+#[test]
+fn recurrent_vector_paths_match_the_scalar_path() {
+    use super::recurrent::RecurrentKernel;
+    // Hidden sizes that fill whole register blocks and ones that leave padding (GRU-8 has 24
+    // gate rows, LSTM-5 20), with and without level inputs and gain head.
+    let recurrent = |cell, hidden_size, gain_head: bool| {
+        Network::Recurrent(RecurrentNet {
+            cell,
+            hidden_size,
+            skip: true,
+            gain_head,
+            level_inputs: if gain_head {
+                vec![48.0, 480.0, 4800.0]
+            } else {
+                Vec::new()
+            },
+        })
+    };
+    let cases = [
+        ("lstm-32", recurrent(Cell::Lstm, 32, false)),
+        ("lstm-5", recurrent(Cell::Lstm, 5, false)),
+        ("gru-8", recurrent(Cell::Gru, 8, false)),
+        ("gru-32", recurrent(Cell::Gru, 32, false)),
+        ("lstm-16-gain", recurrent(Cell::Lstm, 16, true)),
+        ("gru-11-gain", recurrent(Cell::Gru, 11, true)),
+    ];
+    let input = music_like(2 * 48_000, 5);
+    let isas = Isa::available();
+    assert_eq!(isas[0], Isa::Scalar);
+    for (seed, (name, network)) in cases.into_iter().enumerate() {
+        let model = random_model(network.clone(), 2, 60 + seed as u64);
+        let Network::Recurrent(net) = &network else {
+            unreachable!()
+        };
+        let run = |isa| {
+            let mut kernel = RecurrentKernel::with_isa(&model, net, isa);
+            assert_eq!(kernel.isa(), isa);
+            kernel.set_knobs(&[0.3, 0.8]);
+            kernel.reset();
+            let mut out = vec![0.0; input.len()];
+            for (i, o) in input.chunks(64).zip(out.chunks_mut(64)) {
+                kernel.process(i, o);
+            }
+            out
+        };
+        let reference = run(Isa::Scalar);
+        let peak = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            peak > 0.05,
+            "{name}: the reference is nearly silent ({peak})"
+        );
+        for &isa in &isas[1..] {
+            let out = run(isa);
+            let err = reference
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, |m, e| if e > m || e.is_nan() { e } else { m });
+            // Relative to the output's scale: a gain head's exp() turns a rounding difference
+            // in its argument into the same relative difference of a possibly large output.
+            let bound = 1e-6 * peak.max(1.0);
+            assert!(
+                err <= bound,
+                "{name}: {isa:?} differs from scalar by {err:e} (bound {bound:e}, peak {peak})"
+            );
+        }
+    }
 }
