@@ -8,6 +8,31 @@ use models::bench::{train_throughput, BenchSpec};
 pub enum BenchCommand {
     /// Training throughput in samples per second (batches of 4 x 1 s at 48 kHz).
     Train(TrainBenchArgs),
+    /// Real-time engine cost in ns per sample and times real time, single thread, at several
+    /// block sizes.
+    Engine(EngineBenchArgs),
+}
+
+#[derive(Args)]
+pub struct EngineBenchArgs {
+    /// Presets to measure (repeatable).
+    #[arg(long = "arch", default_values_t = [
+        "lstm-16", "lstm-24", "lstm-32", "lstm-64", "gru-32", "tcn-45", "gcn-250",
+        "wavenet-standard", "wavenet-lite",
+    ].map(String::from))]
+    pub archs: Vec<String>,
+    /// Block sizes in samples (repeatable).
+    #[arg(long = "block", default_values_t = [16, 64, 512, 4096])]
+    pub blocks: Vec<usize>,
+    /// Seconds of audio timed per preset and block size.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Knobs the models are sized for.
+    #[arg(long, default_value_t = 0)]
+    pub knobs: usize,
+    /// Print one JSON object per measurement instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -37,7 +62,61 @@ pub struct TrainBenchArgs {
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Train(args) => train(&args),
+        BenchCommand::Engine(args) => engine(&args),
     }
+}
+
+fn engine(args: &EngineBenchArgs) -> Result<()> {
+    let isa = dsp::engine::Isa::detect();
+    if !args.json {
+        println!(
+            "CPU: {}; recurrent kernels: {isa:?}; single thread, 48 kHz",
+            cpu_model()
+        );
+        println!(
+            "{:<18} {:>8} {:>7} {:>10} {:>11}",
+            "preset", "params", "block", "ns/sample", "x realtime"
+        );
+    }
+    for arch in &args.archs {
+        let preset = models::presets::find(arch)?;
+        let params = preset.network.parameter_count(args.knobs);
+        for &block in &args.blocks {
+            let ns = crate::report::measure_ns_per_sample(
+                &preset.network,
+                args.knobs,
+                block,
+                args.seconds,
+            )?;
+            let realtime = 1e9 / (ns * 48_000.0);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "preset": arch, "parameters": params, "block": block,
+                        "ns_per_sample": ns, "x_realtime": realtime,
+                        "isa": format!("{isa:?}"),
+                    })
+                );
+            } else {
+                println!("{arch:<18} {params:>8} {block:>7} {ns:>10.0} {realtime:>11.1}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The processor's model name from /proc/cpuinfo, or "unknown".
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn train(args: &TrainBenchArgs) -> Result<()> {

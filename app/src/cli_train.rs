@@ -92,7 +92,7 @@ pub fn list_models(knobs: usize) -> Result<()> {
             .receptive_field_samples()
             .map(|s| format!("{:.1}", s as f64 / 48.0))
             .unwrap_or_else(|| "recurrent".into());
-        let ns = crate::report::measure_ns_per_sample(&p.network, knobs)?;
+        let ns = crate::report::measure_ns_per_sample(&p.network, knobs, 512, 0.5)?;
         println!(
             "{:<10} {:>8} {:>14} {:>12.0} {:>10.0}  {}",
             p.name,
@@ -103,7 +103,11 @@ pub fn list_models(knobs: usize) -> Result<()> {
             p.summary
         );
     }
-    println!("cost measured here with the scalar engine, single thread, 48 kHz, 512-sample blocks");
+    println!(
+        "cost measured here with the real-time engine ({:?} recurrent kernels), single thread, \
+         48 kHz, 512-sample blocks; `fxtwin bench engine` measures other block sizes",
+        dsp::engine::Isa::detect()
+    );
     Ok(())
 }
 

@@ -86,9 +86,15 @@ impl ProfileReport {
     }
 }
 
-/// Measures the scalar engine's cost for `network` with random weights, in ns per sample
-/// (single thread, 512-sample blocks, half a second of audio at 48 kHz).
-pub fn measure_ns_per_sample(network: &Network, knob_count: usize) -> Result<f64> {
+/// Measures the real-time engine's cost for `network` with seeded random weights, in ns per
+/// sample: single thread, blocks of `block` samples, `seconds` of a tone at 48 kHz, after one
+/// untimed second to warm caches and branch predictors.
+pub fn measure_ns_per_sample(
+    network: &Network,
+    knob_count: usize,
+    block: usize,
+    seconds: f64,
+) -> Result<f64> {
     let device = candle_core::Device::Cpu;
     let net = models::net::TrainableNet::init(network, knob_count, 1, &device)?;
     let knobs = (0..knob_count)
@@ -102,14 +108,17 @@ pub fn measure_ns_per_sample(network: &Network, knob_count: usize) -> Result<f64
         })
         .collect();
     let model = ModelFile::new("cost", 48_000, knobs, network.clone(), net.to_weights()?);
-    let mut player = Player::new(&model, 512)?;
-    let input: Vec<f32> = (0..24_000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
-    let mut output = vec![0.0; 512];
-    // One block to warm caches, then time the rest.
-    player.process(&input[..512], &mut output);
+    let block = block.max(1);
+    let mut player = Player::new(&model, block)?;
+    let len = ((seconds * 48_000.0) as usize).max(block);
+    let input: Vec<f32> = (0..len).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+    let mut output = vec![0.0; block];
+    for chunk in input.chunks(block).cycle().take(48_000 / block + 1) {
+        player.process(chunk, &mut output[..chunk.len()]);
+    }
     let start = Instant::now();
-    for block in input.chunks(512) {
-        player.process(block, &mut output[..block.len()]);
+    for chunk in input.chunks(block) {
+        player.process(chunk, &mut output[..chunk.len()]);
     }
     Ok(start.elapsed().as_nanos() as f64 / input.len() as f64)
 }
