@@ -250,3 +250,76 @@ fn recurrent_vector_paths_match_the_scalar_path() {
         }
     }
 }
+
+#[test]
+fn conv_kernel_gives_the_same_bits_on_every_isa() {
+    use super::conv::ConvKernel;
+    // Each loop runs along time with separate multiplies and adds, so the vector width must
+    // not change a single bit.
+    let input = music_like(4096, 8);
+    for (name, network) in networks() {
+        let Network::Conv(net) = &network else {
+            continue;
+        };
+        let model = random_model(network.clone(), 2, 77);
+        let run = |isa| {
+            let mut kernel = ConvKernel::new(&model, net, 512);
+            kernel.set_isa(isa);
+            kernel.set_knobs(&[0.2, 0.9]);
+            kernel.reset();
+            let mut out = vec![0.0; input.len()];
+            for (i, o) in input.chunks(500).zip(out.chunks_mut(500)) {
+                kernel.process(i, o);
+            }
+            out
+        };
+        let reference = run(Isa::Scalar);
+        assert!(reference.iter().any(|v| v.abs() > 0.05), "{name}: silent");
+        for isa in Isa::available() {
+            let out = run(isa);
+            let first_difference = reference
+                .iter()
+                .zip(&out)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(first_difference, None, "{name} on {isa:?}");
+        }
+    }
+}
+
+#[test]
+fn wavenet_kernel_gives_the_same_bits_on_every_isa() {
+    use super::tests_arch::small_wavenet;
+    use super::wavenet::WaveNetKernel;
+    let input = music_like(4096, 9);
+    for activation in [Activation::Tanh, Activation::Gated] {
+        let network = small_wavenet(activation);
+        let Network::WaveNet(net) = &network else {
+            unreachable!()
+        };
+        let model = random_model(network.clone(), 2, 78);
+        let run = |isa| {
+            let mut kernel = WaveNetKernel::new(&model, net, 512);
+            kernel.set_isa(isa);
+            kernel.set_knobs(&[0.6, 0.1]);
+            kernel.reset();
+            let mut out = vec![0.0; input.len()];
+            for (i, o) in input.chunks(300).zip(out.chunks_mut(300)) {
+                kernel.process(i, o);
+            }
+            out
+        };
+        let reference = run(Isa::Scalar);
+        assert!(
+            reference.iter().any(|v| v.abs() > 0.01),
+            "{activation:?}: silent"
+        );
+        for isa in Isa::available() {
+            let out = run(isa);
+            let first_difference = reference
+                .iter()
+                .zip(&out)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(first_difference, None, "{activation:?} on {isa:?}");
+        }
+    }
+}
