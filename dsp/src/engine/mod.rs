@@ -13,6 +13,7 @@
 mod conv;
 mod denormal;
 mod film;
+mod history;
 mod recurrent;
 mod simd;
 mod ssm;
@@ -220,29 +221,6 @@ impl Player {
     /// The model's knobs, in order.
     pub fn knob_specs(&self) -> &[crate::knob::KnobSpec] {
         &self.knob_specs
-    }
-}
-
-/// Fills the history part of a channel-major buffer (stride `stride`, first `history` samples
-/// of each channel) with each channel's newest history sample.
-///
-/// Convolution kernels call this while settling on silence after a reset: training sees a
-/// silent past before the first sample, and under silence every block past the first holds a
-/// constant input (its predecessor's response to silence, non-zero through biases and FiLM),
-/// not zero.
-pub(crate) fn hold_newest_history(
-    buffer: &mut [f32],
-    channels: usize,
-    stride: usize,
-    history: usize,
-) {
-    if history == 0 {
-        return;
-    }
-    for ch in 0..channels {
-        let h = &mut buffer[ch * stride..ch * stride + history];
-        let newest = h[history - 1];
-        h.fill(newest);
     }
 }
 

@@ -323,3 +323,36 @@ fn wavenet_kernel_gives_the_same_bits_on_every_isa() {
         }
     }
 }
+
+#[test]
+fn conv_history_longer_than_the_block_survives_many_calls() {
+    // A receptive field of 2 x 64 x 2 + 1 = 257 samples, played in blocks far smaller than the
+    // history and in one large block: each call's input must be found where it was left, also
+    // after the history has moved back to the front of its buffer.
+    let network = Network::Conv(ConvNet {
+        channels: 3,
+        activation: Activation::Tanh,
+        blocks: [1, 64, 64]
+            .iter()
+            .map(|&d| ConvBlockSpec {
+                kernel_size: 3,
+                dilation: d,
+            })
+            .collect(),
+        film: None,
+        skip: false,
+    });
+    let model = random_model(network, 0, 90);
+    let input = music_like(5000, 10);
+    let mut small = Player::new(&model, 16).unwrap();
+    let mut large = Player::new(&model, 8192).unwrap();
+    let a = render(&mut small, &input, 13);
+    let b = render(&mut large, &input, 5000);
+    let err = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(err <= 1e-6, "outputs differ by {err}");
+    assert!(b[4000..].iter().any(|v| v.abs() > 0.01), "silent output");
+}

@@ -1,8 +1,7 @@
 //! Kernel for NAM-style WaveNet layer arrays (see [`WaveNetNet`] for the structure and
 //! weight names).
 //!
-//! Each layer keeps its input history like the convolution kernel does: a channel-major
-//! buffer whose first `history` samples per channel are the end of the previous call. The
+//! Each layer keeps its input, with the history its taps reach back to, in a [`History`]. The
 //! knobs' share of every input mixin is constant between knob changes and is folded into a
 //! per-layer bias in [`Kernel::set_knobs`].
 //!
@@ -10,6 +9,7 @@
 //! separate multiplies and adds, so the compiler vectorises it and the AVX2+FMA compilation
 //! (chosen at run time on x86-64) gives the same bits as the baseline one.
 
+use super::history::History;
 use super::recurrent::dot;
 use super::simd::Isa;
 use super::Kernel;
@@ -20,8 +20,6 @@ use crate::model::{Activation, ModelFile, WaveNetNet};
 struct Layer {
     kernel_size: usize,
     dilation: usize,
-    /// `(kernel_size - 1) * dilation`: past samples each output needs.
-    history: usize,
     /// `[M*C, C, kernel_size]`.
     conv_w: Vec<f32>,
     conv_b: Vec<f32>,
@@ -34,8 +32,8 @@ struct Layer {
     /// 1x1 output convolution `[C, C]` and its bias `[C]`.
     out_w: Vec<f32>,
     out_b: Vec<f32>,
-    /// Input history plus block, channel-major with stride `history + max_block`.
-    input: Vec<f32>,
+    /// The layer's input channels and their history, `(kernel_size - 1) * dilation` samples.
+    input: History,
 }
 
 #[derive(Clone)]
@@ -95,7 +93,6 @@ impl WaveNetKernel {
                         Layer {
                             kernel_size: spec.kernel_size,
                             dilation,
-                            history,
                             conv_w: model.weight(&format!("{p}.conv.w")).data.clone(),
                             conv_b: model.weight(&format!("{p}.conv.b")).data.clone(),
                             mix_x: (0..mc).map(|o| mixin[o * (1 + k)]).collect(),
@@ -106,7 +103,7 @@ impl WaveNetKernel {
                             knob_term: vec![0.0; mc],
                             out_w: model.weight(&format!("{p}.out.w")).data.clone(),
                             out_b: model.weight(&format!("{p}.out.b")).data.clone(),
-                            input: vec![0.0; c * (history + max_block)],
+                            input: History::new(c, history, max_block),
                         }
                     })
                     .collect();
@@ -165,10 +162,9 @@ impl Array {
         // Rechannel into the first layer's buffer; seed the head accumulator.
         {
             let first = &mut self.layers[0];
-            let stride = first.history + max_block;
             for ch in 0..c {
                 let w = &self.rechannel_w[ch * self.input_size..(ch + 1) * self.input_size];
-                let dst = &mut first.input[ch * stride + first.history..][..n];
+                let dst = first.input.slot_mut(ch, n);
                 dst.fill(0.0);
                 for (p, &wp) in w.iter().enumerate() {
                     for (d, &x) in dst.iter_mut().zip(&input[p * max_block..][..n]) {
@@ -188,19 +184,16 @@ impl Array {
         for l in 0..self.layers.len() {
             let (done, rest) = self.layers.split_at_mut(l + 1);
             let layer = &mut done[l];
-            let stride = layer.history + max_block;
-            let hist = layer.history;
 
             // Dilated causal convolution plus the input mixin.
             for o in 0..mc {
                 let z = &mut self.z[o * max_block..][..n];
                 z.fill(layer.conv_b[o]);
                 for ci in 0..c {
-                    let x = &layer.input[ci * stride..(ci + 1) * stride];
                     for tap in 0..layer.kernel_size {
                         let w = layer.conv_w[(o * c + ci) * layer.kernel_size + tap];
-                        let start = hist - (layer.kernel_size - 1 - tap) * layer.dilation;
-                        for (zt, &xt) in z.iter_mut().zip(&x[start..start + n]) {
+                        let back = (layer.kernel_size - 1 - tap) * layer.dilation;
+                        for (zt, &xt) in z.iter_mut().zip(layer.input.delayed(ci, back, n)) {
                             *zt += w * xt;
                         }
                     }
@@ -233,10 +226,7 @@ impl Array {
             for ch in 0..c {
                 let w = &layer.out_w[ch * c..(ch + 1) * c];
                 let dst = match &mut *rest {
-                    [next, ..] => {
-                        let ns = next.history + max_block;
-                        &mut next.input[ch * ns + next.history..][..n]
-                    }
+                    [next, ..] => next.input.slot_mut(ch, n),
                     [] => &mut self.out[ch * max_block..][..n],
                 };
                 dst.fill(0.0);
@@ -246,16 +236,12 @@ impl Array {
                     }
                 }
                 let bias = layer.out_b[ch];
-                for (d, &x) in dst.iter_mut().zip(&layer.input[ch * stride + hist..][..n]) {
+                for (d, &x) in dst.iter_mut().zip(layer.input.delayed(ch, 0, n)) {
                     *d = x + (*d + bias);
                 }
             }
 
-            // Keep the last `history` input samples for the next call.
-            for ci in 0..c {
-                let x = &mut layer.input[ci * stride..(ci + 1) * stride];
-                x.copy_within(n..n + hist, 0);
-            }
+            layer.input.advance(n, max_block);
         }
 
         // Head rechannel.
@@ -340,21 +326,16 @@ impl Kernel for WaveNetKernel {
 
     fn reset(&mut self) {
         for layer in self.arrays.iter_mut().flat_map(|a| a.layers.iter_mut()) {
-            layer.input.fill(0.0);
+            layer.input.clear();
         }
         // Settle on silence: each zero sample through the arrays settles one more layer (see
-        // `hold_newest_history`).
+        // `History::hold_newest`).
         let layers: usize = self.arrays.iter().map(|a| a.layers.len()).sum();
-        let max_block = self.max_block;
         let mut out = [0.0f32];
         for _ in 0..layers {
             self.process(&[0.0], &mut out);
-            for array in &mut self.arrays {
-                let channels = array.channels;
-                for layer in &mut array.layers {
-                    let stride = layer.history + max_block;
-                    super::hold_newest_history(&mut layer.input, channels, stride, layer.history);
-                }
+            for layer in self.arrays.iter_mut().flat_map(|a| a.layers.iter_mut()) {
+                layer.input.hold_newest();
             }
         }
     }
@@ -363,6 +344,6 @@ impl Kernel for WaveNetKernel {
         self.arrays
             .iter()
             .flat_map(|a| a.layers.iter())
-            .all(|l| l.input.iter().all(|v| v.is_finite()))
+            .all(|l| l.input.is_finite())
     }
 }
