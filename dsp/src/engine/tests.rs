@@ -356,3 +356,36 @@ fn conv_history_longer_than_the_block_survives_many_calls() {
     assert!(err <= 1e-6, "outputs differ by {err}");
     assert!(b[4000..].iter().any(|v| v.abs() > 0.01), "silent output");
 }
+
+#[test]
+fn ssm_kernel_gives_the_same_bits_on_every_isa() {
+    use super::ssm::SsmKernel;
+    use super::tests_arch::small_ssm;
+    let network = small_ssm();
+    let Network::Ssm(net) = &network else {
+        unreachable!()
+    };
+    let model = random_model(network.clone(), 2, 79);
+    let input = music_like(4096, 11);
+    let run = |isa| {
+        let mut kernel = SsmKernel::new(&model, net);
+        kernel.set_isa(isa);
+        kernel.set_knobs(&[0.4, 0.5]);
+        kernel.reset();
+        let mut out = vec![0.0; input.len()];
+        for (i, o) in input.chunks(256).zip(out.chunks_mut(256)) {
+            kernel.process(i, o);
+        }
+        out
+    };
+    let reference = run(Isa::Scalar);
+    assert!(reference.iter().any(|v| v.abs() > 0.01), "silent");
+    for isa in Isa::available() {
+        let out = run(isa);
+        let first_difference = reference
+            .iter()
+            .zip(&out)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(first_difference, None, "{isa:?}");
+    }
+}
