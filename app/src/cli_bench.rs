@@ -70,7 +70,7 @@ fn engine(args: &EngineBenchArgs) -> Result<()> {
     let isa = dsp::engine::Isa::detect();
     if !args.json {
         println!(
-            "CPU: {}; recurrent kernels: {isa:?}; single thread, 48 kHz",
+            "CPU: {}; kernels compiled for {isa:?}; single thread, 48 kHz",
             cpu_model()
         );
         println!(

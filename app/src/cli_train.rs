@@ -104,7 +104,7 @@ pub fn list_models(knobs: usize) -> Result<()> {
         );
     }
     println!(
-        "cost measured here with the real-time engine ({:?} recurrent kernels), single thread, \
+        "cost measured here with the real-time engine (kernels compiled for {:?}), single thread, \
          48 kHz, 512-sample blocks; `fxtwin bench engine` measures other block sizes",
         dsp::engine::Isa::detect()
     );

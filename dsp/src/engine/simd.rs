@@ -33,3 +33,41 @@ impl Isa {
         all
     }
 }
+
+/// A kernel whose block loop is written once, for the compiler's vectoriser, and compiled for
+/// each [`Isa`] by [`run_block`].
+pub(super) trait VectorKernel {
+    /// The compilation the kernel runs; only ever one of [`Isa::available`].
+    fn isa_mut(&mut self) -> &mut Isa;
+
+    /// The block loop. Implementations mark it `#[inline(always)]`, so that each compilation
+    /// in [`run_block`] gets its own copy built with that compilation's instruction set.
+    fn process_block(&mut self, input: &[f32], output: &mut [f32]);
+}
+
+/// Runs `kernel`'s block loop in the compilation its [`VectorKernel::isa_mut`] names. Loops
+/// without sums across lanes and without `mul_add` give the same bits in every compilation.
+#[inline(always)]
+pub(super) fn run_block<K: VectorKernel>(kernel: &mut K, input: &[f32], output: &mut [f32]) {
+    match *kernel.isa_mut() {
+        Isa::Scalar | Isa::Baseline => kernel.process_block(input, output),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a kernel holds `Avx2Fma` only when `Isa::detect` found AVX2 and FMA on this
+        // processor, or a test set it after checking `Isa::available`.
+        Isa::Avx2Fma => unsafe { process_block_avx2_fma(kernel, input, output) },
+    }
+}
+
+/// `kernel.process_block` compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The processor must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn process_block_avx2_fma<K: VectorKernel>(
+    kernel: &mut K,
+    input: &[f32],
+    output: &mut [f32],
+) {
+    kernel.process_block(input, output);
+}

@@ -1,3 +1,4 @@
+use super::simd::VectorKernel;
 use super::Isa;
 use super::*;
 use crate::model::tests::{lstm, random_model, TestRng};
@@ -252,79 +253,6 @@ fn recurrent_vector_paths_match_the_scalar_path() {
 }
 
 #[test]
-fn conv_kernel_gives_the_same_bits_on_every_isa() {
-    use super::conv::ConvKernel;
-    // Each loop runs along time with separate multiplies and adds, so the vector width must
-    // not change a single bit.
-    let input = music_like(4096, 8);
-    for (name, network) in networks() {
-        let Network::Conv(net) = &network else {
-            continue;
-        };
-        let model = random_model(network.clone(), 2, 77);
-        let run = |isa| {
-            let mut kernel = ConvKernel::new(&model, net, 512);
-            kernel.set_isa(isa);
-            kernel.set_knobs(&[0.2, 0.9]);
-            kernel.reset();
-            let mut out = vec![0.0; input.len()];
-            for (i, o) in input.chunks(500).zip(out.chunks_mut(500)) {
-                kernel.process(i, o);
-            }
-            out
-        };
-        let reference = run(Isa::Scalar);
-        assert!(reference.iter().any(|v| v.abs() > 0.05), "{name}: silent");
-        for isa in Isa::available() {
-            let out = run(isa);
-            let first_difference = reference
-                .iter()
-                .zip(&out)
-                .position(|(a, b)| a.to_bits() != b.to_bits());
-            assert_eq!(first_difference, None, "{name} on {isa:?}");
-        }
-    }
-}
-
-#[test]
-fn wavenet_kernel_gives_the_same_bits_on_every_isa() {
-    use super::tests_arch::small_wavenet;
-    use super::wavenet::WaveNetKernel;
-    let input = music_like(4096, 9);
-    for activation in [Activation::Tanh, Activation::Gated] {
-        let network = small_wavenet(activation);
-        let Network::WaveNet(net) = &network else {
-            unreachable!()
-        };
-        let model = random_model(network.clone(), 2, 78);
-        let run = |isa| {
-            let mut kernel = WaveNetKernel::new(&model, net, 512);
-            kernel.set_isa(isa);
-            kernel.set_knobs(&[0.6, 0.1]);
-            kernel.reset();
-            let mut out = vec![0.0; input.len()];
-            for (i, o) in input.chunks(300).zip(out.chunks_mut(300)) {
-                kernel.process(i, o);
-            }
-            out
-        };
-        let reference = run(Isa::Scalar);
-        assert!(
-            reference.iter().any(|v| v.abs() > 0.01),
-            "{activation:?}: silent"
-        );
-        for isa in Isa::available() {
-            let out = run(isa);
-            let first_difference = reference
-                .iter()
-                .zip(&out)
-                .position(|(a, b)| a.to_bits() != b.to_bits());
-            assert_eq!(first_difference, None, "{activation:?} on {isa:?}");
-        }
-    }
-}
-
-#[test]
 fn conv_history_longer_than_the_block_survives_many_calls() {
     // A receptive field of 2 x 64 x 2 + 1 = 257 samples, played in blocks far smaller than the
     // history and in one large block: each call's input must be found where it was left, also
@@ -357,35 +285,72 @@ fn conv_history_longer_than_the_block_survives_many_calls() {
     assert!(b[4000..].iter().any(|v| v.abs() > 0.01), "silent output");
 }
 
-#[test]
-fn ssm_kernel_gives_the_same_bits_on_every_isa() {
-    use super::ssm::SsmKernel;
-    use super::tests_arch::small_ssm;
-    let network = small_ssm();
-    let Network::Ssm(net) = &network else {
-        unreachable!()
-    };
-    let model = random_model(network.clone(), 2, 79);
-    let input = music_like(4096, 11);
-    let run = |isa| {
-        let mut kernel = SsmKernel::new(&model, net);
-        kernel.set_isa(isa);
-        kernel.set_knobs(&[0.4, 0.5]);
-        kernel.reset();
-        let mut out = vec![0.0; input.len()];
-        for (i, o) in input.chunks(256).zip(out.chunks_mut(256)) {
-            kernel.process(i, o);
-        }
-        out
-    };
+/// Runs `run` on every instruction set the processor has and requires the scalar one's bits.
+fn assert_same_bits_on_every_isa(what: &str, run: impl Fn(Isa) -> Vec<f32>) {
     let reference = run(Isa::Scalar);
-    assert!(reference.iter().any(|v| v.abs() > 0.01), "silent");
+    assert!(reference.iter().any(|v| v.abs() > 0.01), "{what}: silent");
     for isa in Isa::available() {
         let out = run(isa);
         let first_difference = reference
             .iter()
             .zip(&out)
             .position(|(a, b)| a.to_bits() != b.to_bits());
-        assert_eq!(first_difference, None, "{isa:?}");
+        assert_eq!(first_difference, None, "{what} on {isa:?}");
+    }
+}
+
+/// Plays `input` through `kernel` on instruction set `isa`, in calls of `block` samples.
+fn run_kernel_on<K: VectorKernel + Kernel>(
+    mut kernel: K,
+    isa: Isa,
+    knobs: &[f32],
+    input: &[f32],
+    block: usize,
+) -> Vec<f32> {
+    assert!(Isa::available().contains(&isa));
+    *kernel.isa_mut() = isa;
+    kernel.set_knobs(knobs);
+    kernel.reset();
+    let mut out = vec![0.0; input.len()];
+    for (i, o) in input.chunks(block).zip(out.chunks_mut(block)) {
+        kernel.process(i, o);
+    }
+    out
+}
+
+#[test]
+fn vector_kernels_give_the_same_bits_on_every_isa() {
+    // Their loops run along time (or over states) with separate multiplies and adds, so the
+    // vector width must not change a single bit.
+    use super::conv::ConvKernel;
+    use super::ssm::SsmKernel;
+    use super::tests_arch::{small_ssm, small_wavenet};
+    use super::wavenet::WaveNetKernel;
+    let input = music_like(4096, 8);
+    let knobs = [0.2, 0.9];
+    let mut networks = networks();
+    networks.push(("wavenet-tanh", small_wavenet(Activation::Tanh)));
+    networks.push(("wavenet-gated", small_wavenet(Activation::Gated)));
+    networks.push(("ssm", small_ssm()));
+    for (seed, (name, network)) in networks.into_iter().enumerate() {
+        let model = random_model(network.clone(), 2, 77 + seed as u64);
+        match &network {
+            Network::Conv(net) => assert_same_bits_on_every_isa(name, |isa| {
+                run_kernel_on(ConvKernel::new(&model, net, 512), isa, &knobs, &input, 500)
+            }),
+            Network::WaveNet(net) => assert_same_bits_on_every_isa(name, |isa| {
+                run_kernel_on(
+                    WaveNetKernel::new(&model, net, 512),
+                    isa,
+                    &knobs,
+                    &input,
+                    300,
+                )
+            }),
+            Network::Ssm(net) => assert_same_bits_on_every_isa(name, |isa| {
+                run_kernel_on(SsmKernel::new(&model, net), isa, &knobs, &input, 256)
+            }),
+            _ => {}
+        }
     }
 }

@@ -11,7 +11,7 @@
 
 use super::history::History;
 use super::recurrent::dot;
-use super::simd::Isa;
+use super::simd::{run_block, Isa, VectorKernel};
 use super::Kernel;
 use crate::fastmath::{sigmoid_in_place, tanh_in_place};
 use crate::model::{Activation, ModelFile, WaveNetNet};
@@ -262,22 +262,9 @@ impl Array {
     }
 }
 
-impl WaveNetKernel {
-    /// Runs on the given compilation (one of [`Isa::available`]); for tests.
-    #[cfg(test)]
-    pub(super) fn set_isa(&mut self, isa: Isa) {
-        assert!(Isa::available().contains(&isa));
-        self.isa = isa;
-    }
-
-    /// The block processing compiled with AVX2 and FMA.
-    ///
-    /// # Safety
-    /// The processor must support AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn process_block_avx2(&mut self, input: &[f32], output: &mut [f32]) {
-        self.process_block(input, output);
+impl VectorKernel for WaveNetKernel {
+    fn isa_mut(&mut self) -> &mut Isa {
+        &mut self.isa
     }
 
     /// One block through every array; inlined into each compilation of `process`.
@@ -315,13 +302,7 @@ impl Kernel for WaveNetKernel {
     }
 
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
-        match self.isa {
-            Isa::Scalar | Isa::Baseline => self.process_block(input, output),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` is `Avx2Fma` only when `Isa::detect` found AVX2 and FMA on this
-            // processor (or a test set it from `Isa::available`).
-            Isa::Avx2Fma => unsafe { self.process_block_avx2(input, output) },
-        }
+        run_block(self, input, output);
     }
 
     fn reset(&mut self) {
