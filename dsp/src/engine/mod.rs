@@ -224,11 +224,6 @@ impl Player {
     }
 }
 
-#[inline]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

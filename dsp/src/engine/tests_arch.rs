@@ -2,6 +2,11 @@
 
 use super::*;
 use crate::model::tests::{random_model, TestRng};
+
+/// The exact logistic function, for references written independently of the kernels.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
 use crate::model::{
     Activation, ConvBlockSpec, ConvNet, FilmSpec, LayerArraySpec, SsmNet, TvFilmNet, WaveNetNet,
 };

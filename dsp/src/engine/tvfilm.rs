@@ -4,7 +4,8 @@
 
 use super::film::Film;
 use super::recurrent::dot;
-use super::{sigmoid, Kernel};
+use super::Kernel;
+use crate::fastmath::{sigmoid, tanh};
 use crate::model::{level_from_power, ModelFile, TvFilmNet};
 
 /// A kernel with FiLM sites the controller can drive.
@@ -58,9 +59,10 @@ impl Controller {
         let (f, rest) = rest.split_at(hdim);
         let (g, o) = rest.split_at(hdim);
         for j in 0..hdim {
-            let c = sigmoid(f[j]) * self.c[j] + sigmoid(i[j]) * g[j].tanh();
+            // The activations the training crate's fused LSTM op uses.
+            let c = sigmoid(f[j]) * self.c[j] + sigmoid(i[j]) * tanh(g[j]);
             self.c[j] = c;
-            self.h[j] = sigmoid(o[j]) * c.tanh();
+            self.h[j] = sigmoid(o[j]) * tanh(c);
         }
     }
 
